@@ -1,0 +1,1 @@
+"""Subcommands of the ``meterline`` command, one module per area."""

@@ -1,0 +1,32 @@
+"""Settings of the local/embedded stack, read from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from meterline.paths import data_home
+
+
+class StackSettings(BaseSettings):
+    """Where the services are. Unset URLs mean "start the local, embedded one"."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    #: KAFKA_BOOTSTRAP_SERVERS — an existing Kafka cluster; unset starts the local broker.
+    kafka_bootstrap_servers: str | None = None
+    #: MQTT_URL — mqtt://user:pass@host:1883 of an existing broker; unset starts local Mosquitto.
+    mqtt_url: str | None = None
+    #: CLICKHOUSE_URL — http(s)://user:pass@host:8123/db or chdb:///dir; unset uses chDB under METERLINE_HOME.
+    clickhouse_url: str | None = None
+    #: METERLINE_KAFKA_PORT / METERLINE_KAFKA_CONTROLLER_PORT — ports of the local broker.
+    meterline_kafka_port: int = 19092
+    meterline_kafka_controller_port: int = 19093
+    #: METERLINE_MQTT_PORT / METERLINE_MQTT_TLS_PORT — ports of the local Mosquitto.
+    meterline_mqtt_port: int = 1883
+    meterline_mqtt_tls_port: int = 8883
+    #: METERLINE_GATEWAY_PORT — HTTP port of the gateway (ingest, dashboards).
+    meterline_gateway_port: int = Field(default=9092)
+
+    def effective_clickhouse_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{data_home() / 'chdb'}?database=meterline"
