@@ -17,7 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meterline", description="Meterline: usage analytics and billing for AI agents")
+    parser = argparse.ArgumentParser(prog="meterline",
+                                     description="Meterline: usage analytics and billing for AI agents")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -76,8 +76,7 @@ class LocalInfra:
     def bootstrap_servers(self) -> str:
         if self.kafka is not None:
             return self.kafka.bootstrap_servers
-        assert self.settings.kafka_bootstrap_servers is not None
-        return self.settings.kafka_bootstrap_servers
+        return self.settings.kafka_bootstrap_servers or ""
 
     def stop(self) -> None:
         if self.mosquitto is not None:

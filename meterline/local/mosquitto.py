@@ -87,7 +87,7 @@ class LocalMosquitto:
     tls_port: int = 8883
     host: str = "127.0.0.1"
     username: str = "meterline"
-    password: str = "meterline-local"
+    password: str = "meterline-local"  # noqa: S105 - loopback-only broker of the local stack
     extra_users: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
