@@ -1,0 +1,20 @@
+-- Daily trend (SPEC §6): per UTC day in [start, end) — requests, revenue, errors, unique customers,
+-- average and p95 latency. Days without traffic are filled with zeros.
+SELECT
+    toDate(event_time)                                       AS day,
+    count()                                                  AS requests,
+    sum(x402_amount)                                         AS revenue,
+    countIf(status_code >= 400 AND status_code != 402)       AS errors,
+    uniqExactIf(customer_id, customer_id != '')              AS customers,
+    ifNotFinite(avg(response_ms), 0)                         AS avg_latency_ms,
+    ifNotFinite(quantileExactInclusive(0.95)(response_ms), 0) AS p95_latency_ms
+FROM request_logs
+WHERE agent_id = {agent_id:String}
+  AND source != 'sdk_ping'
+  AND event_time >= {start:DateTime64(3, 'UTC')}
+  AND event_time < {end:DateTime64(3, 'UTC')}
+GROUP BY day
+ORDER BY day WITH FILL
+    FROM toDate({start:DateTime64(3, 'UTC')})
+    TO toDate({end:DateTime64(3, 'UTC')} - INTERVAL 1 MILLISECOND) + 1
+    STEP 1

@@ -1,0 +1,15 @@
+-- Speed insights, hourly trend (SPEC §6): per UTC hour of [start, end) with traffic — requests,
+-- errors, average and p95 latency.
+SELECT
+    toStartOfHour(event_time)                                AS hour,
+    count()                                                  AS requests,
+    countIf(status_code >= 400 AND status_code != 402)       AS errors,
+    avg(response_ms)                                         AS avg_latency_ms,
+    quantileExactInclusive(0.95)(response_ms)                AS p95_latency_ms
+FROM request_logs
+WHERE agent_id = {agent_id:String}
+  AND source != 'sdk_ping'
+  AND event_time >= {start:DateTime64(3, 'UTC')}
+  AND event_time < {end:DateTime64(3, 'UTC')}
+GROUP BY hour
+ORDER BY hour

@@ -1,0 +1,17 @@
+-- Revenue (SPEC §6): x402 revenue of the agent per {period} ('day', 'week' starting Monday, or
+-- 'month') in [start, end) — amount and number of paid requests (x402_amount > 0). Periods
+-- without revenue are left out.
+SELECT
+    multiIf({period:String} = 'month', toStartOfMonth(event_time),
+            {period:String} = 'week', toMonday(event_time),
+            toDate(event_time))                              AS period_start,
+    sum(x402_amount)                                         AS amount,
+    countIf(x402_amount > 0)                                 AS paid_requests
+FROM request_logs
+WHERE agent_id = {agent_id:String}
+  AND source != 'sdk_ping'
+  AND x402_amount > 0
+  AND event_time >= {start:DateTime64(3, 'UTC')}
+  AND event_time < {end:DateTime64(3, 'UTC')}
+GROUP BY period_start
+ORDER BY period_start

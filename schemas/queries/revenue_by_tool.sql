@@ -1,0 +1,14 @@
+-- Revenue by tool (SPEC §6): x402 revenue of the agent per tool in [start, end), largest first.
+-- Paid requests that named no tool are grouped under tool_name = ''.
+SELECT
+    tool_name,
+    sum(x402_amount)                                         AS amount,
+    count()                                                  AS paid_requests
+FROM request_logs
+WHERE agent_id = {agent_id:String}
+  AND source != 'sdk_ping'
+  AND x402_amount > 0
+  AND event_time >= {start:DateTime64(3, 'UTC')}
+  AND event_time < {end:DateTime64(3, 'UTC')}
+GROUP BY tool_name
+ORDER BY amount DESC, tool_name

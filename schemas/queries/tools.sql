@@ -1,0 +1,18 @@
+-- Tools (SPEC §6): per tool of the agent in [start, end) — requests, p95 latency, error rate,
+-- revenue. Busiest first. Requests that named no tool are left out.
+SELECT
+    tool_name,
+    count()                                                  AS requests,
+    quantileExactInclusive(0.95)(response_ms)                AS p95_latency_ms,
+    avg(response_ms)                                         AS avg_latency_ms,
+    countIf(status_code >= 400 AND status_code != 402) / count() AS error_rate,
+    sum(x402_amount)                                         AS revenue
+FROM request_logs
+WHERE agent_id = {agent_id:String}
+  AND source != 'sdk_ping'
+  AND tool_name != ''
+  AND event_time >= {start:DateTime64(3, 'UTC')}
+  AND event_time < {end:DateTime64(3, 'UTC')}
+GROUP BY tool_name
+ORDER BY requests DESC, tool_name
+LIMIT {limit:UInt32}
