@@ -1,3 +1,25 @@
-"""GT8004 request logging SDK (public API filled by the SDK issue)."""
+"""gt8004: request logging for AI agents (SPEC §4.1).
 
-__all__: list[str] = []
+```python
+from gt8004 import GT8004Logger, RequestLogEntry
+from gt8004.middleware.fastapi import GT8004Middleware
+```
+"""
+
+from __future__ import annotations
+
+from ._config import TransportConfig, TransportStats
+from ._entry import RequestLogEntry
+from ._errors import ConfigError, GT8004Error
+from ._logger import GT8004Logger
+from ._version import SDK_VERSION
+
+__all__ = [
+    "SDK_VERSION",
+    "ConfigError",
+    "GT8004Error",
+    "GT8004Logger",
+    "RequestLogEntry",
+    "TransportConfig",
+    "TransportStats",
+]

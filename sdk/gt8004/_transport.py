@@ -1,0 +1,518 @@
+"""The transport: one bounded queue, one background worker thread, batches sent over HTTP.
+
+``submit`` (called by ``GT8004Logger.log`` and the middleware) only appends encoded bytes to a
+deque under a lock and, at most once per batch, wakes the worker: it never waits on the network.
+The worker is a daemon thread running its own asyncio loop with an ``httpx.AsyncClient``, so the
+host's event loop (or a host without one, at import time) is never involved; it is started lazily
+and restarted in a forked child. Entries live in exactly one place at a time: the memory queue,
+a put-back batch (kept with its id), the batch in flight, or the on-disk spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures as cf
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from ._breaker import CircuitBreaker
+from ._config import TransportConfig, TransportStats
+from ._sender import Batch, Outcome, OutcomeKind, Sender
+from ._spool import Spool
+
+__all__ = ["DropCallback", "Transport"]
+
+log = logging.getLogger(__name__)
+
+DropCallback = Callable[[int, str], None]  # (entries lost, reason)
+
+
+class _InlineExecutor(cf.ThreadPoolExecutor):
+    """Runs blocking calls (DNS lookups) inline on the worker's own thread.
+
+    The worker loop is private, so blocking it briefly is harmless, and unlike the default
+    thread pool this keeps working while the interpreter shuts down (the at-exit flush).
+    It is a ``ThreadPoolExecutor`` only because asyncio insists; it never starts a thread.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+            future.set_exception(exc)
+        return future
+
+
+class Transport:
+    """Batches encoded entries and delivers them; see the module docstring."""
+
+    def __init__(self, *, agent_id: str, api_key: str, ingest_url: str, config: TransportConfig,
+                 on_drop: DropCallback | None = None, enabled: bool = True,
+                 http_transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self.enabled = enabled
+        self._on_drop = on_drop
+        self._http_transport = http_transport
+        self._sender = Sender(agent_id=agent_id, api_key=api_key, ingest_url=ingest_url,
+                              retry_delays=config.retry_delays, jitter=config.jitter,
+                              max_retry_after=config.max_retry_after, use_gzip=config.gzip)
+        self._breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown,
+                                       config.breaker_max_cooldown)
+        self._spool = (Spool(config.spool_dir, config.max_spool_bytes, config.batch_size)
+                       if config.spool_dir is not None else None)
+        self._stats = TransportStats()
+        self._closed = False
+        self._auto_flush = True
+        self._reset_runtime()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
+        atexit.register(_at_exit, ref)
+
+    def _reset_runtime(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[float, bytes]] = deque()
+        self._queued_bytes = 0
+        self._pending: deque[Batch] = deque()  # put-back batches, resent first with their ids
+        self._held_entries = 0  # entries in pending batches and in flight
+        self._held_bytes = 0
+        self._batch_limit = self.config.batch_size  # lowered after a 413, restored on success
+        self._byte_limit = self.config.max_batch_bytes
+        self._prefer_spool = False
+        self._wake_pending = False
+        self._flush_requested = False
+        self._waiters: list[cf.Future[bool]] = []
+        self._closing = False
+        self._close_deadline = float("inf")
+        self._auth_failed = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._close_event: asyncio.Event | None = None
+        self._client_ready: asyncio.Event | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._done: cf.Future[None] = cf.Future()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent still owns (and sends) what it queued; start afresh."""
+        self._reset_runtime()
+        if self._spool is not None:
+            self._spool.after_fork()
+
+    # -- host side ----------------------------------------------------------------------------
+    def start_auto_flush(self) -> None:
+        """Send queued entries every ``flush_interval`` seconds (also fine before a loop runs)."""
+        self._auto_flush = True
+        if self.enabled:
+            self._ensure_worker()
+
+    def submit(self, data: bytes) -> bool:
+        """Queue one encoded entry; never blocks on I/O. Returns whether it was kept."""
+        if not self.enabled:
+            return False
+        if os.getpid() != self._pid:
+            self._after_fork()
+        signal = False
+        with self._lock:
+            if self._closed:
+                reason = "closed"
+            elif (len(self._queue) + self._held_entries < self.config.max_queue_entries
+                  and self._queued_bytes + self._held_bytes + len(data) <= self.config.max_queue_bytes):
+                self._queue.append((time.monotonic(), data))
+                self._queued_bytes += len(data)
+                n = len(self._queue)
+                if not self._wake_pending and (n == 1 or n >= self._batch_limit
+                                               or self._queued_bytes >= self._byte_limit):
+                    self._wake_pending = signal = True
+                reason = ""
+            else:
+                reason = "queue_full"
+        if not reason:
+            if signal:
+                self._signal()
+            return True
+        if reason == "queue_full" and self._spool is not None:
+            if self._spool.append(data):
+                with self._lock:
+                    self._stats.spooled += 1
+                return True
+            reason = "spool_full"
+        self._drop(1, reason)
+        return False
+
+    def request_flush(self) -> cf.Future[bool]:
+        """Ask the worker to send everything queued now (and the spool); resolves to success."""
+        future: cf.Future[bool] = cf.Future()
+        if not self.enabled or self._closed:
+            future.set_result(not self.enabled)
+            return future
+        with self._lock:
+            self._flush_requested = True
+            self._waiters.append(future)
+        self._signal()
+        return future
+
+    def begin_close(self, timeout: float) -> cf.Future[None]:
+        """Stop accepting entries; flush within ``timeout``; spill or report the rest."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._closing = True
+                self._flush_requested = True
+                self._close_deadline = time.monotonic() + max(0.0, timeout)
+            running = self._thread is not None and self._thread.is_alive()
+            has_work = bool(self._queue or self._pending)
+        if not running and not has_work:
+            self._finish()
+            return self._done
+        if not running and not self._start_worker_safely():
+            self._finish()
+            return self._done
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._on_close_requested)
+            except RuntimeError:
+                self._finish()
+        return self._done
+
+    def ping(self, data: bytes) -> cf.Future[Outcome]:
+        """Send one entry right away in its own batch, one attempt (``verify_connection``)."""
+        self._ensure_worker()
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(self._ping(data), self._loop)
+
+    def stats(self) -> TransportStats:
+        with self._lock:
+            snapshot = replace(self._stats, dropped=dict(self._stats.dropped))
+            snapshot.queued = len(self._queue) + self._held_entries
+            snapshot.queued_bytes = self._queued_bytes + self._held_bytes
+        snapshot.spool_bytes = self._spool.size_bytes if self._spool is not None else 0
+        snapshot.breaker_state = self._breaker.state
+        snapshot.auth_failed = self._auth_failed
+        return snapshot
+
+    def _drop(self, count: int, reason: str) -> None:
+        with self._lock:
+            self._stats.dropped[reason] = self._stats.dropped.get(reason, 0) + count
+        log.warning("gt8004: dropped %d entr%s (%s)", count, "y" if count == 1 else "ies", reason)
+        if self._on_drop is not None:
+            try:
+                self._on_drop(count, reason)
+            except Exception:  # noqa: BLE001 - a user callback must not break the SDK
+                log.exception("gt8004: on_drop callback raised")
+
+    # -- worker lifecycle ---------------------------------------------------------------------
+    def _signal(self) -> None:
+        self._ensure_worker()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # loop closed: the worker has finished
+                pass
+
+    def _ensure_worker(self) -> None:
+        thread = self._thread
+        if thread is not None and (thread.is_alive() or self._done.done()):
+            return
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._start_worker_locked()
+
+    def _start_worker_safely(self) -> bool:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return True
+            try:
+                self._start_worker_locked()
+            except RuntimeError:  # e.g. no new threads during interpreter shutdown
+                return False
+        return True
+
+    def _start_worker_locked(self) -> None:
+        loop = asyncio.new_event_loop()
+        loop.set_default_executor(_InlineExecutor())
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._close_event = asyncio.Event()
+        self._client_ready = asyncio.Event()
+        thread = threading.Thread(target=self._run, args=(loop,), name="gt8004-transport", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _on_close_requested(self) -> None:
+        if self._close_event is not None:
+            self._close_event.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException:  # noqa: BLE001 - never let the worker die loudly in the host
+            log.exception("gt8004: transport worker failed")
+        finally:
+            self._finish()
+            try:
+                loop.close()
+            except Exception:  # noqa: BLE001
+                log.debug("gt8004: closing the worker loop failed", exc_info=True)
+
+    async def _main(self) -> None:
+        assert self._client_ready is not None
+        client = httpx.AsyncClient(transport=self._http_transport, timeout=self.config.timeout)
+        self._client = client
+        self._client_ready.set()
+        try:
+            if self._spool is not None:
+                self._spool.recover()
+            while True:
+                batch = await self._next_batch()
+                if batch is None:
+                    break
+                outcome = await self._sender.send(client, batch, self._sleep)
+                self._settle(batch, outcome)
+        finally:
+            await client.aclose()
+
+    async def _ping(self, data: bytes) -> Outcome:
+        assert self._client_ready is not None
+        await self._client_ready.wait()
+        assert self._client is not None
+
+        async def no_retry(_delay: float) -> bool:
+            return False
+
+        return await self._sender.send(self._client, Batch([data]), no_retry)
+
+    async def _sleep(self, delay: float) -> bool:
+        """Wait between retries; False (give up for now) when shutdown leaves no time for it."""
+        assert self._close_event is not None
+        end = time.monotonic() + delay
+        if not self._closing:
+            try:
+                await asyncio.wait_for(self._close_event.wait(), delay)
+            except TimeoutError:
+                return True
+        if end > self._close_deadline:
+            return False
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        return True
+
+    async def _wait(self, timeout: float | None) -> None:
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # -- worker: choosing and settling batches ------------------------------------------------
+    async def _next_batch(self) -> Batch | None:
+        assert self._wake is not None
+        while True:
+            self._wake.clear()
+            with self._lock:
+                self._wake_pending = False
+            now = time.monotonic()
+            if self._closing and now >= self._close_deadline:
+                return None
+            if self._auth_failed or not self._breaker.allow():
+                self._resolve_waiters(False)
+                if self._closing:
+                    return None
+                await self._wait(None if self._auth_failed else self._breaker.seconds_until_probe())
+                continue
+            batch, timeout = self._take(now)
+            if batch is not None:
+                return batch
+            with self._lock:
+                idle = not self._queue and not self._pending
+            if idle:
+                self._resolve_waiters(True)
+            if self._closing:
+                return None
+            await self._wait(timeout)
+
+    def _take(self, now: float) -> tuple[Batch | None, float | None]:
+        """The next batch to send, or (None, seconds until the oldest entry is due)."""
+        spool = self._spool
+        with self._lock:
+            if self._pending:
+                return self._pending.popleft(), None
+            queue = self._queue
+            due = bool(queue) and (
+                self._flush_requested or self._closing or len(queue) >= self._batch_limit
+                or self._queued_bytes >= self._byte_limit
+                or (self._auto_flush and now - queue[0][0] >= self.config.flush_interval))
+            if due and not (self._prefer_spool and spool is not None):
+                return self._cut_locked(), None
+        if spool is not None and not self._closing:
+            batch = spool.claim()
+            if batch is not None:
+                self._prefer_spool = False
+                return batch, None
+        with self._lock:
+            if due and self._queue:
+                return self._cut_locked(), None
+            if not self._queue or not self._auto_flush:
+                return None, None
+            return None, max(0.0, self._queue[0][0] + self.config.flush_interval - now)
+
+    def _cut_locked(self) -> Batch:
+        entries: list[bytes] = []
+        size = 0
+        queue = self._queue
+        while queue and len(entries) < self._batch_limit:
+            data = queue[0][1]
+            if entries and size + len(data) > self._byte_limit:
+                break
+            queue.popleft()
+            entries.append(data)
+            size += len(data)
+        self._queued_bytes -= size
+        self._held_entries += len(entries)
+        self._held_bytes += size
+        self._prefer_spool = self._spool is not None
+        return Batch(entries)
+
+    def _release_memory(self, batch: Batch) -> None:
+        if batch.spool_path is None:
+            with self._lock:
+                self._held_entries -= len(batch.entries)
+                self._held_bytes -= batch.nbytes
+
+    def _put_back(self, batch: Batch) -> None:
+        if batch.spool_path is not None and self._spool is not None:
+            self._spool.release(batch, done=False)
+        else:
+            with self._lock:
+                self._pending.appendleft(batch)
+
+    def _settle(self, batch: Batch, outcome: Outcome) -> None:
+        kind, n = outcome.kind, len(batch.entries)
+        self._stats.batches_sent += 1
+        if kind is OutcomeKind.DELIVERED:
+            self._breaker.record_success()
+            self._release_memory(batch)
+            if self._spool is not None:
+                self._spool.release(batch, done=True)
+            rejected = min(len(outcome.rejected), n)
+            with self._lock:
+                self._stats.delivered += n - rejected
+                self._stats.rejected += rejected
+                self._batch_limit = min(self.config.batch_size, self._batch_limit * 2)
+                self._byte_limit = min(self.config.max_batch_bytes, self._byte_limit * 2)
+            if rejected:
+                log.warning("gt8004: the server rejected %d entr%s of batch %s: %s", rejected,
+                            "y" if rejected == 1 else "ies", batch.batch_id, outcome.rejected[:3])
+                self._drop(rejected, "rejected")
+        elif kind is OutcomeKind.SPLIT:
+            self._split(batch)
+        elif kind is OutcomeKind.DROPPED:
+            self._breaker.record_success()
+            self._release_memory(batch)
+            if self._spool is not None:
+                self._spool.release(batch, done=True)
+            log.error("gt8004: the server refused batch %s (%s); not retrying", batch.batch_id,
+                      outcome.error)
+            self._stats.last_error = outcome.error
+            self._drop(n, "bad_request")
+        else:
+            self._stats.last_error = outcome.error
+            self._put_back(batch)
+            if kind is OutcomeKind.AUTH:
+                self._auth_failed = True
+                log.error("gt8004: the ingest API refused the API key (%s); sending stopped, "
+                          "entries are kept up to the memory bound", outcome.error)
+            elif kind is OutcomeKind.FAILED:
+                self._breaker.record_failure()
+                self._stats.failed_flushes += 1
+                log.warning("gt8004: flush of %d entries failed (%s); kept for retry, breaker %s",
+                            n, outcome.error, self._breaker.state)
+            self._resolve_waiters(False)
+
+    def _split(self, batch: Batch) -> None:
+        n = len(batch.entries)
+        if n == 1:
+            self._release_memory(batch)
+            if self._spool is not None:
+                self._spool.release(batch, done=True)
+            log.error("gt8004: an entry of %d bytes is too large for the server (413)", batch.nbytes)
+            self._drop(1, "too_large")
+            return
+        half = n // 2
+        first, second = Batch(batch.entries[:half]), Batch(batch.entries[half:])
+        with self._lock:
+            self._batch_limit = max(1, half)
+            self._byte_limit = max(1, batch.nbytes // 2)
+        if batch.spool_path is not None and self._spool is not None:
+            for part in (first, second):
+                if not self._spool.write_batch(part):
+                    self._drop(len(part.entries), "spool_full")
+            self._spool.release(batch, done=True)
+            return
+        with self._lock:
+            self._pending.appendleft(second)
+            self._pending.appendleft(first)
+
+    def _resolve_waiters(self, ok: bool) -> None:
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+            self._flush_requested = self._closing
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(ok)
+
+    def _finish(self) -> None:
+        """Worker gone (closing): spill what is left to the spool or report it as dropped."""
+        with self._lock:
+            leftovers = list(self._pending)
+            self._pending.clear()
+            entries = [data for _, data in self._queue]
+            self._queue.clear()
+            self._queued_bytes = self._held_entries = self._held_bytes = 0
+            if not self._closed:
+                self._closed = True
+        size = self.config.batch_size
+        leftovers.extend(Batch(entries[i:i + size]) for i in range(0, len(entries), size))
+        for batch in leftovers:
+            if self._spool is not None and self._spool.write_batch(batch):
+                self._stats.spooled += len(batch.entries)
+            else:
+                self._drop(len(batch.entries), "shutdown")
+        if self._spool is not None:
+            self._spool.seal()
+        self._resolve_waiters(not leftovers)
+        if not self._done.done():
+            self._done.set_result(None)
+
+
+def _after_fork_in_child(ref: weakref.ref[Transport]) -> None:
+    transport = ref()
+    if transport is not None:
+        transport._after_fork()
+
+
+def _at_exit(ref: weakref.ref[Transport]) -> None:
+    transport = ref()
+    if transport is None or transport._closed or os.getpid() != transport._pid:
+        return
+    timeout = transport.config.exit_timeout
+    try:
+        transport.begin_close(timeout).result(timeout + 1.0)
+    except Exception:  # noqa: BLE001 - nothing may escape at exit
+        log.debug("gt8004: at-exit flush did not finish", exc_info=True)
