@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
@@ -187,29 +187,15 @@ class DashboardQueries:
                                   "period": _period(period)})
 
 
-def csv_value(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return repr(round(value, 10))
-    return str(value)
-
-
-USAGE_CSV_COLUMNS: Final = ("app_id", "period_start", "module", "model", "reports", "units", "cost")
-
 __all__ = [
     "MAX_DAYS",
     "MAX_LIMIT",
     "PERIODS",
     "QUERY_DIR",
-    "USAGE_CSV_COLUMNS",
     "WINDOWS",
     "DashboardQueries",
     "Period",
     "TimeRange",
-    "csv_value",
     "load_sql",
     "query_names",
     "utcnow",

@@ -1,0 +1,191 @@
+"""The read API and web dashboard of SPEC §2/§6: JSON per view, a CSV export, and the page.
+
+``create_dashboard_router(client_factory, authorize)`` returns an ``APIRouter`` that the gateway
+includes (``create_app(..., extra_routers=[...])``). ``client_factory()`` returns the ClickHouse
+client owned by the app's lifespan; ``authorize(request, agent_id)`` decides who may read.
+
+The page ``/dashboard/{agent_id}`` is a static shell: it holds no data and needs no credentials.
+Its script reads the token from the URL fragment (``#token=...``; fragments are never sent to the
+server, so never logged) or a login form, keeps it in ``sessionStorage`` and calls the JSON API
+with ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.dashboard.auth import Authorize
+from gateway.dashboard.errors import DashboardError
+from gateway.dashboard.export import usage_to_csv
+from gateway.dashboard.queries import (
+    MAX_DAYS,
+    MAX_LIMIT,
+    WINDOWS,
+    DashboardQueries,
+    TimeRange,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+#: Files the page may load, with their media types; nothing else under static/ is served.
+STATIC_FILES: Final[dict[str, str]] = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+    "uPlot.LICENSE": "text/plain",
+}
+_PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+}
+
+AgentId = Annotated[str, PathParam(min_length=1, max_length=256)]
+Days = Annotated[int, Query(ge=1, le=MAX_DAYS, description="whole UTC days ending today")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Period = Annotated[str, Query(pattern="^(day|week|month)$")]
+Window = Annotated[str, Query(pattern="^(" + "|".join(WINDOWS) + ")$")]
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="a calendar month, e.g. 2026-11")]
+From = Annotated[datetime | None, Query(alias="from", description="ISO-8601 start; no offset means UTC")]
+To = Annotated[datetime | None, Query(alias="to", description="ISO-8601 end (exclusive); no offset means UTC")]
+
+
+def _range(days: int, start: datetime | None, end: datetime | None, month: str | None = None) -> TimeRange:
+    try:
+        if month:
+            return TimeRange.month(month)
+        if start is None and end is None:
+            return TimeRange.last_days(days)
+        end = _utc(end) if end else utcnow()
+        start = _utc(start) if start else end - timedelta(days=days)
+        return TimeRange(start, end)
+    except DashboardError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def create_dashboard_router(client_factory: Callable[[], Client], authorize: Authorize) -> APIRouter:
+    """Build the read API and dashboard page over ``client_factory()`` guarded by ``authorize``."""
+
+    async def owner(request: Request, agent_id: AgentId) -> str:
+        outcome = authorize(request, agent_id)
+        if outcome is not None:
+            await outcome
+        return agent_id
+
+    Owner = Annotated[str, Depends(owner)]  # noqa: N806 - an Annotated alias, as in deps.py modules
+    api = APIRouter(prefix="/v1/agents/{agent_id}", tags=["dashboard"])
+    page = APIRouter(tags=["dashboard"], include_in_schema=False)
+
+    async def run(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run_in_threadpool(method, *args, **kwargs)
+        except DashboardError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+        except ClickHouseError as exc:
+            log.warning("dashboard query failed: %s", exc)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics store unavailable",
+                                headers={"Retry-After": "5"}) from exc
+
+    def views() -> DashboardQueries:
+        return DashboardQueries(client_factory())
+
+    @api.get("/stats", summary="Overview: totals, today/week/month, revenue, latency, error rate")
+    async def stats(agent_id: Owner) -> dict[str, Any]:
+        result: dict[str, Any] = await run(views().overview, agent_id)
+        return {"agent_id": agent_id, **result}
+
+    @api.get("/stats/daily", summary="Daily trend: requests, revenue, errors, customers, latency per day")
+    async def daily(agent_id: Owner, days: Days = 30) -> dict[str, Any]:
+        return {"agent_id": agent_id, "days": await run(views().daily, agent_id, days)}
+
+    @api.get("/customers", summary="Per customer: first/last seen, requests, revenue, latency, error rate")
+    async def customers(agent_id: Owner, days: Days = 30, limit: Limit = 100,
+                        start: From = None, end: To = None
+                        ) -> dict[str, Any]:
+        rng = _range(days, start, end)
+        rows = await run(views().customers, agent_id, rng, limit)
+        return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "customers": rows}
+
+    @api.get("/tools", summary="Per tool: requests, p95 latency, error rate, revenue")
+    async def tools(agent_id: Owner, days: Days = 30, limit: Limit = 100,
+                    start: From = None, end: To = None
+                    ) -> dict[str, Any]:
+        rng = _range(days, start, end)
+        rows = await run(views().tools, agent_id, rng, limit)
+        return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "tools": rows}
+
+    @api.get("/logs", summary="Observability: the most recent requests, newest first")
+    async def logs(agent_id: Owner, limit: Limit = 50) -> dict[str, Any]:
+        return {"agent_id": agent_id, "logs": await run(views().logs, agent_id, limit)}
+
+    @api.get("/performance", summary="Speed insights: percentiles, histogram, hourly trend, change")
+    async def performance(agent_id: Owner, window: Window = "24h") -> dict[str, Any]:
+        result: dict[str, Any] = await run(views().performance, agent_id, window)
+        return {"agent_id": agent_id, **result}
+
+    @api.get("/revenue", summary="Revenue per day/week/month, by tool, per customer")
+    async def revenue(agent_id: Owner, period: Period = "day", days: Days = 30, limit: Limit = 100,
+                      start: From = None, end: To = None
+                      ) -> dict[str, Any]:
+        rng = _range(days, start, end)
+        result: dict[str, Any] = await run(views().revenue, agent_id, rng, period, limit)
+        return {"agent_id": agent_id, **result}
+
+    @api.get("/usage", summary="Billing usage of the agent's app: units and cost per period/module/model")
+    async def usage(agent_id: Owner, period: Period = "day", days: Days = 30, month: Month = None,
+                    start: From = None, end: To = None
+                    ) -> dict[str, Any]:
+        rng = _range(days, start, end, month)
+        rows = await run(views().usage, agent_id, rng, period)
+        return {"agent_id": agent_id, "period": period, "start": rng.start, "end": rng.end, "usage": rows,
+                "total_units": sum(r["units"] for r in rows), "total_cost": sum(r["cost"] for r in rows)}
+
+    @api.get("/usage.csv", summary="Billing usage as CSV (one customer app, one period)",
+             response_class=Response)
+    async def usage_csv(agent_id: Owner, period: Period = "day", days: Days = 30, month: Month = None,
+                        start: From = None, end: To = None) -> Response:
+        rng = _range(days, start, end, month)
+        rows = await run(views().usage, agent_id, rng, period)
+        name = f"usage-{agent_id}-{month or rng.start.date().isoformat()}.csv"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return Response(usage_to_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+
+    @page.get("/dashboard/static/{name}")
+    async def static_file(name: str) -> FileResponse:
+        if name not in STATIC_FILES:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+        return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name],
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    @page.get("/dashboard/{agent_id}", response_class=HTMLResponse)
+    async def dashboard_page(agent_id: AgentId) -> HTMLResponse:
+        return HTMLResponse((STATIC_DIR / "dashboard.html").read_text(), headers=_PAGE_HEADERS)
+
+    router = APIRouter()
+    router.include_router(api)
+    router.include_router(page)
+    return router
+
+
+__all__ = ["STATIC_DIR", "STATIC_FILES", "create_dashboard_router"]

@@ -1,0 +1,162 @@
+"""The gateway's Kafka producer: idempotent, acks=all, with a bounded wait and honest failures.
+
+``send()`` returns only once Kafka acknowledged every record, or raises ``KafkaUnavailable``.
+With idempotence on, aiokafka never gives up on a batch that reached the network: it retries it
+until the broker answers. A call that timed out may therefore still be written later; we answer it
+503 ("not confirmed, retry the same batch") and the workers dedupe by request id. While such
+unresolved produces exist, Kafka is treated as down and new calls fail fast (no memory pile-up);
+they resolve, and the gateway recovers, as soon as Kafka is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from gateway.errors import KafkaUnavailable
+from gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+
+class EventProducer:
+    """Owns one ``AIOKafkaProducer``; ``start()``/``stop()`` are driven by the gateway runtime."""
+
+    def __init__(self, bootstrap_servers: str, *, timeout: float, metrics: GatewayMetrics,
+                 linger_ms: int = 2, max_inflight: int = 2000, client_id: str = "meterline-gateway",
+                 max_request_size: int = 4 * 1024 * 1024) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.timeout = timeout
+        self.metrics = metrics
+        self.max_inflight = max_inflight
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._unresolved: set[asyncio.Future[Any]] = set()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all", enable_idempotence=True,
+            linger_ms=linger_ms, max_batch_size=1024 * 1024, max_request_size=max_request_size,
+            request_timeout_ms=max(1000, int(timeout * 1000)), retry_backoff_ms=100,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self._producer.start(), self.timeout * 4)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._producer.stop()
+            raise KafkaUnavailable(f"cannot connect to Kafka at {self.bootstrap_servers}: {exc}") from exc
+        self._started = True
+
+    @property
+    def available(self) -> bool:
+        """False while produces that timed out are still unresolved (Kafka presumed down)."""
+        return self._started and not self._unresolved
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    async def send(self, topic: str, key: bytes, values: Sequence[bytes]) -> None:
+        """Publish ``values`` under ``key`` and wait for Kafka's acknowledgement of all of them."""
+        if not self.available:
+            raise KafkaUnavailable("Kafka is unavailable; retry later")
+        if self._inflight >= self.max_inflight:
+            raise KafkaUnavailable("too many ingest calls waiting on Kafka; retry later", code="overloaded")
+        self._inflight += 1
+        self._idle.clear()
+        self.metrics.inflight.inc()
+        started = time.perf_counter()
+        try:
+            await self._send(topic, key, values, started)
+        finally:
+            self._inflight -= 1
+            self.metrics.inflight.dec()
+            if self._inflight == 0:
+                self._idle.set()
+        self.metrics.produce_seconds.labels(topic).observe(time.perf_counter() - started)
+
+    async def _send(self, topic: str, key: bytes, values: Sequence[bytes], started: float) -> None:
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            # Enqueueing waits only for metadata/buffer space; cancelling it enqueues nothing more.
+            async with asyncio.timeout(self.timeout):
+                for value in values:
+                    futures.append(await self._producer.send(topic, value, key=key))
+            remaining = max(0.001, self.timeout - (time.perf_counter() - started))
+            # asyncio.wait, not gather: a timeout must not cancel aiokafka's own delivery futures.
+            _, pending = await asyncio.wait(futures, timeout=remaining)
+            if pending:
+                raise TimeoutError
+            for fut in futures:
+                if (exc := fut.exception()) is not None:
+                    raise exc
+        except TimeoutError as exc:
+            self._fail(topic, futures)
+            log.warning("Kafka did not acknowledge %d record(s) on %s within %.1fs", len(values), topic,
+                        self.timeout)
+            raise KafkaUnavailable("Kafka did not acknowledge in time; retry later") from exc
+        except (KafkaError, OSError) as exc:
+            self._fail(topic, futures)
+            log.warning("Kafka refused a produce on %s: %r", topic, exc)
+            raise KafkaUnavailable(f"Kafka refused the write ({type(exc).__name__}); retry later") from exc
+
+    def _fail(self, topic: str, futures: list[asyncio.Future[Any]]) -> None:
+        self.metrics.produce_failures.labels(topic).inc()
+        self._mark_unresolved(futures)
+
+    def _mark_unresolved(self, futures: list[asyncio.Future[Any]]) -> None:
+        for fut in futures:
+            if not fut.done():
+                self._unresolved.add(fut)
+                fut.add_done_callback(self._resolved)
+
+    def _resolved(self, fut: asyncio.Future[Any]) -> None:
+        self._unresolved.discard(fut)
+        if not fut.cancelled():
+            fut.exception()  # retrieve, so asyncio does not log "exception never retrieved"
+        if not self._unresolved:
+            log.info("Kafka acknowledged the pending records again; accepting ingest")
+
+    async def probe(self, timeout: float = 2.0) -> bool:
+        """True when a broker answers a metadata request now."""
+        if not self._started:
+            return False
+        try:
+            client = self._producer.client
+            async with asyncio.timeout(timeout):
+                node = client.get_random_node()
+                if node is None:
+                    return False
+                return bool(await client.ready(node))
+        except (KafkaError, OSError, TimeoutError):
+            return False
+
+    async def stop(self, drain_timeout: float = 15.0) -> None:
+        """Wait for in-flight ingest calls (bounded), then flush and close the producer."""
+        if not self._started:
+            return
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            log.warning("shutdown: %d ingest call(s) still waiting on Kafka after %.0fs", self._inflight,
+                        drain_timeout)
+        self._started = False
+        try:
+            await asyncio.wait_for(self._producer.stop(), max(drain_timeout, 1.0))
+        except TimeoutError:
+            log.warning("shutdown: Kafka producer did not flush within %.0fs", drain_timeout)
+
+    @property
+    def raw(self) -> AIOKafkaProducer:
+        """The underlying producer, for the bridge and key admin that share it."""
+        return self._producer
+
+
+__all__ = ["EventProducer"]
