@@ -8,9 +8,10 @@ The page ``/dashboard/{agent_id}`` is a static shell: it holds no data and needs
 Its script reads the token from the URL fragment (``#token=...``; fragments are never sent to the
 server, so never logged) or a login form, keeps it in ``sessionStorage`` and calls the JSON API
 with ``Authorization: Bearer``.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI must resolve the ``Owner`` alias, which is
+local to ``create_dashboard_router``, when the routes are declared.
+"""
 
 import logging
 from collections.abc import Callable
