@@ -1,0 +1,48 @@
+"""A real uvicorn serving the dashboard router on a free port, in a thread of the test process.
+
+chDB belongs to one process, so the server runs in the process that owns the ``clickhouse`` fixture.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
+
+from gateway.dashboard import create_dashboard_router, operator_token_authorizer
+from meterline.local.ports import free_port
+
+OPERATOR_TOKEN = "test-operator-token-0123456789"
+
+
+def dashboard_app(client: Client) -> FastAPI:
+    app = FastAPI()
+    app.include_router(create_dashboard_router(lambda: client, operator_token_authorizer(OPERATOR_TOKEN)))
+    return app
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        httpx.get(base + "/dashboard/static/dashboard.css", timeout=5).raise_for_status()
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

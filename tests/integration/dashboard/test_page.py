@@ -1,0 +1,185 @@
+"""The read API and the web page, served by a real uvicorn, checked over HTTP and in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from typing import Any
+
+import httpx
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from tests.integration.dashboard import sample
+from tests.integration.dashboard.server import OPERATOR_TOKEN, dashboard_app, serve
+
+AGENT = "agent-web"
+AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+@pytest.fixture
+def live(clickhouse: Client) -> Iterator[tuple[str, list[sample.Req], list[sample.Usage], datetime]]:
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    reqs = sample.make_requests([AGENT, "agent-other"], 800, seed=3, now=now)
+    usage = sample.make_usage([AGENT], 200, seed=5, now=now)
+    sample.insert_requests(clickhouse, reqs, stored_at=now)
+    sample.insert_usage(clickhouse, usage, stored_at=now)
+    with serve(dashboard_app(clickhouse)) as base:
+        yield base, reqs, usage, now
+
+
+def test_read_api_requires_credentials_and_answers_with_the_views(live: Any) -> None:
+    base, reqs, usage, now = live
+    with httpx.Client(base_url=base, timeout=30) as http:
+        assert http.get(f"/v1/agents/{AGENT}/stats").status_code == 401
+        bad = http.get(f"/v1/agents/{AGENT}/stats", headers={"Authorization": "Bearer wrong-token-xxxxxxxx"})
+        assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer"
+        stats = http.get(f"/v1/agents/{AGENT}/stats", headers=AUTH).json()
+        assert stats["total_requests"] == len(sample.traffic(reqs, AGENT))
+        assert stats["revenue"] == pytest.approx(sum(r.x402_amount for r in sample.traffic(reqs, AGENT)))
+        assert http.get(f"/v1/agents/{AGENT}/performance?window=2w", headers=AUTH).status_code == 422
+        assert http.get(f"/v1/agents/{AGENT}/logs?limit=0", headers=AUTH).status_code == 422
+        logs = http.get(f"/v1/agents/{AGENT}/logs?limit=5", headers=AUTH).json()["logs"]
+        assert len(logs) == 5 and logs[0]["event_time"] >= logs[-1]["event_time"]
+        for path in ("stats/daily?days=7", "customers", "tools", "revenue?period=week", "usage?period=month"):
+            assert http.get(f"/v1/agents/{AGENT}/{path}", headers=AUTH).status_code == 200, path
+
+        month = now.strftime("%Y-%m")
+        csv_resp = http.get(f"/v1/agents/{AGENT}/usage.csv?month={month}", headers=AUTH)
+        assert csv_resp.status_code == 200 and csv_resp.headers["content-type"].startswith("text/csv")
+        lines = csv_resp.text.strip().splitlines()
+        assert lines[0] == "app_id,period_start,module,model,reports,units,cost"
+        first = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+        nxt = (first + timedelta(days=32)).replace(day=1)
+        want = sample.naive_usage(usage, AGENT, first, nxt, "day")
+        assert len(lines) - 1 == len(want)
+        assert sum(int(line.split(",")[5]) for line in lines[1:]) == sum(v[1] for v in want.values())
+
+        page = http.get(f"/dashboard/{AGENT}")
+        assert page.status_code == 200 and "Speed Insights" in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert http.get("/dashboard/static/..%2Frouter.py").status_code == 404
+        assert "create_dashboard_router" not in http.get("/dashboard/static/../router.py").text
+        assert http.get("/dashboard/static/queries.py").status_code == 404
+
+
+class _Dom(HTMLParser):
+    """Attributes of every element with an id, and the text of <output> elements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[str, dict[str, str]] = {}
+        self.body: dict[str, str] = {}
+        self.rows: dict[str, list[list[str]]] = {}
+        self.text: dict[str, str] = {}
+        self._table: str | None = None
+        self._text_of: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if "id" in a:
+            self.by_id[a["id"]] = a
+            if tag in ("output", "p", "span"):
+                self._text_of = a["id"]
+                self.text[a["id"]] = ""
+        if tag == "body":
+            self.body = a
+        if tag == "table":
+            self._table = a.get("id")
+            self.rows[self._table or ""] = []
+        elif tag == "tr" and self._table:
+            self.rows[self._table].append([])
+        elif tag == "td" and self._table and self.rows[self._table]:
+            self.rows[self._table][-1].append(a.get("data-value", ""))
+
+    def handle_data(self, data: str) -> None:
+        if self._text_of:
+            self.text[self._text_of] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+        if tag in ("output", "p", "span"):
+            self._text_of = None
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Debian's chromium package is required: apt-get install -y chromium"
+    return path
+
+
+def render(url: str) -> _Dom:
+    profile = tempfile.mkdtemp(prefix="meterline-chromium-")
+    try:
+        out = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+             "--window-size=1280,900", "--virtual-time-budget=20000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=90, check=True)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    dom = _Dom()
+    dom.feed(out.stdout)
+    return dom
+
+
+def test_page_renders_charts_with_the_right_numbers_in_chromium(live: Any) -> None:
+    base, reqs, _usage, now = live
+    dom = render(f"{base}/dashboard/{AGENT}#token={OPERATOR_TOKEN}")
+    assert dom.body.get("data-state") == "ready", dom.by_id.get("status")
+
+    traffic = sample.traffic(reqs, AGENT)
+    assert int(dom.by_id["ov-total_requests"]["data-value"]) == len(traffic)
+    assert int(dom.by_id["ov-payment_required"]["data-value"]) == sum(r.status_code == 402 for r in traffic)
+
+    daily = dom.by_id["chart-daily"]
+    assert daily["data-rendered"] == "1" and int(daily["data-series-pixels"]) > 300, daily
+    print("series pixels: daily", daily["data-series-pixels"], "latency",
+          dom.by_id["chart-latency"]["data-series-pixels"], "hourly", dom.by_id["chart-hourly"]["data-series-pixels"])
+    points = json.loads(daily["data-points"])
+    assert len(points) == 30
+    first = datetime.fromisoformat(points[0]["day"]).replace(tzinfo=UTC)
+    want = sample.naive_daily(reqs, AGENT, first, first + timedelta(days=30))
+    assert [(p["requests"], p["errors"]) for p in points] == [(w["requests"], w["errors"]) for w in want]
+    assert sum(p["requests"] for p in points) > 0
+
+    latency = dom.by_id["chart-latency"]
+    # the bars are drawn: thousands of pixels in the series colour (an empty chart has none)
+    assert latency["data-rendered"] == "1" and int(latency["data-series-pixels"]) > 2000, latency
+    bars = json.loads(latency["data-points"])
+    assert [b["lower_ms"] for b in bars] == sample.HIST_BOUNDS
+    # the window is the server's last 24 h; every sample request is at least 5 s old, none near the edge
+    window = sample.traffic(reqs, AGENT, now - timedelta(hours=24) + timedelta(minutes=1), now + timedelta(hours=1))
+    assert sum(b["requests"] for b in bars) == len(window)
+    assert [b["requests"] for b in bars] == sample.naive_histogram(window)
+
+    assert dom.by_id["chart-hourly"]["data-rendered"] == "1"
+    assert dom.by_id["chart-revenue"]["data-rendered"] == "1"
+    logs = dom.rows["table-logs"][1:]
+    assert len(logs) == 100
+    newest = max(traffic, key=lambda r: (r.event_time, r.request_id))
+    assert logs[0][-1] == newest.request_id
+    customers = dom.rows["table-customers"][1:]
+    assert customers and int(customers[0][1]) == max(
+        sum(1 for r in traffic if r.customer_id == c and r.event_time >= now - timedelta(days=30))
+        for c in {r.customer_id for r in traffic if r.customer_id})
+    assert dom.rows["table-usage"][1:], "usage table is empty"
+
+
+def test_page_without_token_asks_for_one(live: Any) -> None:
+    base = live[0]
+    dom = render(f"{base}/dashboard/{AGENT}")
+    assert dom.body.get("data-state") == "login"
+    assert "hidden" not in dom.by_id["login"] and "hidden" in dom.by_id["panels"]
+    assert dom.text["login-error"] == ""
+    bad = render(f"{base}/dashboard/{AGENT}#token=not-the-operator-token")
+    assert bad.body.get("data-state") == "login"
+    assert bad.text["login-error"] == "Unknown token"
+    assert "data-points" not in bad.by_id["chart-daily"]
