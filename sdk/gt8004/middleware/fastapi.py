@@ -1,0 +1,201 @@
+"""``GT8004Middleware``: logs every HTTP request of a FastAPI/Starlette (any ASGI) app.
+
+Pure ASGI, modelled on Starlette's ``GZipMiddleware``: the instance is stateless, non-HTTP scopes
+(websocket, lifespan) pass straight through, and ``receive``/``send`` are wrapped, never buffered,
+so streaming responses keep streaming. The entry is built after the response is complete and
+queued with ``GT8004Logger.log_nowait``: nothing waits on the network, and an SDK error is logged,
+never raised into the app. Exceptions of the app itself are recorded (status 500) and re-raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from .._entry import BODY_LIMIT, RequestLogEntry, truncate_utf8
+from .._logger import GT8004Logger
+from ._extract import client_ip, customer_from_headers, detect_rpc, x402_fields
+
+__all__ = ["DEFAULT_EXCLUDE_PATHS", "SENSITIVE_HEADERS", "GT8004Middleware"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_EXCLUDE_PATHS: tuple[str, ...] = (
+    "/health", "/healthz", "/health/", "/readyz", "/livez", "/ready", "/metrics", "/favicon.ico",
+)
+# Never copied into the entry's ``headers`` (credentials and payment signatures).
+SENSITIVE_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "apikey",
+    "x-auth-token", "x-payment", "x-csrf-token",
+})
+_COUNTRY_HEADERS = ("cf-ipcountry", "x-vercel-ip-country", "cloudfront-viewer-country", "x-country")
+_CITY_HEADERS = ("x-vercel-ip-city", "cf-ipcity", "x-city")
+
+
+class _Capture:
+    """What one request/response exchange showed; bodies kept up to the cap, sizes counted in full."""
+
+    __slots__ = ("cap", "done_at", "req_chunks", "req_kept", "req_size", "resp_chunks", "resp_headers",
+                 "resp_kept", "resp_size", "status")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.status = 0
+        self.resp_headers: list[tuple[bytes, bytes]] = []
+        self.req_chunks: list[bytes] = []
+        self.resp_chunks: list[bytes] = []
+        self.req_kept = self.req_size = self.resp_kept = self.resp_size = 0
+        self.done_at = 0.0
+
+
+class GT8004Middleware:
+    """ASGI middleware: ``app.add_middleware(GT8004Middleware, logger=logger, sanitize_fn=mask)``.
+
+    ``sanitize_fn(body) -> body`` runs on request and response bodies before they are kept (an
+    exception there drops the body, never the request). ``exclude_paths``: exact paths, or
+    prefixes ending in ``*``, that are not logged (health and metrics paths by default).
+    """
+
+    def __init__(self, app: ASGIApp, logger: GT8004Logger | None = None,
+                 sanitize_fn: Callable[[str], str] | None = None,
+                 exclude_paths: Iterable[str] = DEFAULT_EXCLUDE_PATHS, *,
+                 capture_bodies: bool = True, capture_headers: bool = True,
+                 trust_forwarded_headers: bool = True, max_body_bytes: int = BODY_LIMIT) -> None:
+        self.app = app
+        self.logger = logger
+        self.sanitize_fn = sanitize_fn
+        paths = list(exclude_paths)
+        self.exclude_exact = frozenset(p for p in paths if not p.endswith("*"))
+        self.exclude_prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
+        self.capture_bodies = capture_bodies
+        self.capture_headers = capture_headers
+        self.trust_forwarded_headers = trust_forwarded_headers
+        self.max_body_bytes = min(max_body_bytes, BODY_LIMIT)
+
+    def _skipped(self, path: str) -> bool:
+        return path in self.exclude_exact or (bool(self.exclude_prefixes)
+                                               and path.startswith(self.exclude_prefixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        logger = self.logger
+        if (scope["type"] != "http" or logger is None or not logger.enabled
+                or self._skipped(scope.get("path", ""))):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        cap = _Capture(self.max_body_bytes if self.capture_bodies else 0)
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                if body:
+                    cap.req_size += len(body)
+                    if cap.req_kept < cap.cap:
+                        cap.req_chunks.append(body)
+                        cap.req_kept += len(body)
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                cap.status = message["status"]
+                cap.resp_headers = message.get("headers", [])
+            elif kind == "http.response.body":
+                body = message.get("body", b"")
+                if body:
+                    cap.resp_size += len(body)
+                    if cap.resp_kept < cap.cap:
+                        cap.resp_chunks.append(body)
+                        cap.resp_kept += len(body)
+                if not message.get("more_body", False):
+                    cap.done_at = time.perf_counter()
+            await send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                logger.log_nowait(self._entry(scope, cap, started, error))
+            except Exception:  # noqa: BLE001 - the SDK must never break the host
+                log.exception("gt8004: could not record a request")
+
+    def _body(self, chunks: list[bytes]) -> str | None:
+        if not chunks:
+            return None
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        text = raw[: self.max_body_bytes].decode("utf-8", "replace")
+        if self.sanitize_fn is not None:
+            try:
+                text = self.sanitize_fn(text)
+            except Exception:  # noqa: BLE001 - a failing sanitizer drops the body, not the request
+                log.warning("gt8004: sanitize_fn raised; body not recorded", exc_info=True)
+                return None
+            if not isinstance(text, str):
+                return None
+        return truncate_utf8(text, self.max_body_bytes)
+
+    def _entry(self, scope: Scope, cap: _Capture, started: float,
+               error: BaseException | None) -> RequestLogEntry:
+        ended = cap.done_at or time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        resp_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in cap.resp_headers}
+        status = cap.status or 500
+        request_body = self._body(cap.req_chunks)
+        method: str = scope.get("method", "GET")
+        protocol = "http"
+        tool: str | None = headers.get("x-tool-name")
+        content_type = headers.get("content-type", "")
+        if method == "POST" and cap.req_chunks:
+            raw = cap.req_chunks[0] if len(cap.req_chunks) == 1 else b"".join(cap.req_chunks)
+            rpc = detect_rpc(raw, content_type)
+            if rpc is not None:
+                protocol, method, rpc_tool = rpc
+                tool = tool or rpc_tool
+        if tool is None:
+            route = scope.get("route")
+            endpoint = scope.get("endpoint")
+            tool = getattr(route, "name", None) or getattr(endpoint, "__name__", None)
+        entry = RequestLogEntry(
+            request_id=(headers.get("x-request-id") or "")[:128] or str(uuid.uuid4()),
+            method=method,
+            path=scope.get("path", ""),
+            status_code=status,
+            response_ms=round((ended - started) * 1000.0, 3),
+            customer_id=customer_from_headers(headers),
+            tool_name=tool,
+            error_type=type(error).__name__ if error is not None else None,
+            request_body=request_body,
+            response_body=self._body(cap.resp_chunks),
+            request_body_size=cap.req_size,
+            response_body_size=cap.resp_size,
+            protocol=protocol,
+            source="sdk",
+            ip_address=client_ip(headers, scope.get("client"), self.trust_forwarded_headers),
+            user_agent=headers.get("user-agent"),
+            referer=headers.get("referer"),
+            content_type=content_type or resp_headers.get("content-type"),
+            accept_language=headers.get("accept-language"),
+            country=next((headers[h] for h in _COUNTRY_HEADERS if h in headers), None),
+            city=next((headers[h] for h in _CITY_HEADERS if h in headers), None),
+        )
+        if self.capture_headers:
+            entry.headers = {k: v for k, v in headers.items() if k not in SENSITIVE_HEADERS}
+        if "x-payment" in headers or "x-payment-response" in resp_headers or any(
+                k.startswith("x-402-") for k in (*headers, *resp_headers)):
+            for name, value in x402_fields(headers, resp_headers).items():
+                setattr(entry, name, value)
+        return entry
