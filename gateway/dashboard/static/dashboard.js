@@ -168,14 +168,16 @@
       const change = p.change_pct[key];
       if (change !== undefined && change !== null) {
         const c = document.createElement("div");
-        c.className = "change " + (change > 0 ? "up" : "down");
+        const worse = key === "requests_per_minute" || key === "successes" ? change < 0 : change > 0;
+        c.className = "change " + (worse ? "up" : "down");
         c.textContent = (change > 0 ? "+" : "") + change.toFixed(1) + "% vs previous " + p.window;
         card.append(c);
       }
       cards.append(card);
     }
     const h = p.histogram;
-    const labels = h.map((b) => (b.upper_ms ? b.lower_ms + "–" + b.upper_ms : "≥" + b.lower_ms) + " ms");
+    const short = (ms) => (ms >= 1000 ? ms / 1000 + "s" : ms + "ms");
+    const labels = h.map((b) => (b.upper_ms ? short(b.lower_ms) + "–" + short(b.upper_ms) : "≥" + short(b.lower_ms)));
     chart("chart-latency", {
       title: "Latency distribution (" + p.window + ")",
       scales: { x: { time: false } },
@@ -273,6 +275,8 @@
     $("login-token").value = "";
     loadAll();
   });
+  const initialTab = new URLSearchParams(location.search).get("tab");
+  if (initialTab && $("tab-" + initialTab)) selectTab(initialTab);
   token = takeToken();
   if (token) loadAll(); else showLogin();
 })();
