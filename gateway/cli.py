@@ -1,0 +1,103 @@
+"""``meterline gateway``, ``meterline bridge`` and ``meterline keys create|list|revoke``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.keys.admin import create_key, list_keys, revoke_key
+from gateway.settings import GatewaySettings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("gateway", help="serve the HTTP gateway (POST /v1/ingest, health, metrics)")
+    p.add_argument("--host", help="listen address (default METERLINE_GATEWAY_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default METERLINE_GATEWAY_PORT or 9092)")
+    p.add_argument("--bridge", action="store_true", help="also run the MQTT bridge in this process")
+    p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("bridge", help="run one MQTT billing bridge replica (MQTT_URL -> Kafka)")
+    p.set_defaults(func=cmd_bridge)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys (stored hashed in Kafka)")
+    ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p = ks.add_parser("create", help="create a key for an agent; the key is printed once")
+    p.add_argument("--agent", required=True, help="agent (or billing app) id that owns the key")
+    p.add_argument("--name", help="a label for the key")
+    p.add_argument("--prefix", default="ml_sk_", choices=["ml_sk_", "gt8004_sk_"], help="key prefix")
+    p.set_defaults(func=cmd_keys_create)
+    p = ks.add_parser("list", help="list keys (prefix, hash, agent, status) — never the keys themselves")
+    p.add_argument("--json", action="store_true", help="JSON lines output")
+    p.set_defaults(func=cmd_keys_list)
+    p = ks.add_parser("revoke", help="revoke a key by display prefix (ml_sk_3f9a), hash or hash prefix")
+    p.add_argument("ident")
+    p.set_defaults(func=cmd_keys_revoke)
+
+
+def _settings() -> GatewaySettings:
+    return GatewaySettings()
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.serve import serve
+
+    settings = _settings()
+    updates: dict[str, Any] = {}
+    if args.host:
+        updates["host"] = args.host
+    if args.port:
+        updates["port"] = args.port
+    if args.bridge:
+        updates["bridge"] = True
+    serve(settings.model_copy(update=updates))
+    return 0
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from gateway.bridge.service import main
+
+    return main()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    s = _settings()
+    raw, record = asyncio.run(create_key(s.kafka_bootstrap_servers, s.topics.keys, args.agent, name=args.name,
+                                         prefix=args.prefix))
+    print(f"agent   {record.agent_id}")
+    print(f"hash    {record.key_sha256}")
+    print(f"key     {raw}")
+    print("Store the key now: it is not kept and cannot be shown again.")
+    return 0
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ms else "-"
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    s = _settings()
+    records = asyncio.run(list_keys(s.kafka_bootstrap_servers, s.topics.keys))
+    if args.json:
+        for r in records:
+            print(json.dumps({"prefix": r.prefix, "key_sha256": r.key_sha256, "agent_id": r.agent_id,
+                              "status": r.status, "name": r.name, "created_at": r.created_at,
+                              "revoked_at": r.revoked_at}))
+        return 0
+    print(f"{'PREFIX':<16} {'HASH':<16} {'AGENT':<24} {'STATUS':<8} {'CREATED':<21} NAME")
+    for r in records:
+        print(f"{r.prefix or '-':<16} {r.key_sha256[:16]:<16} {r.agent_id[:24]:<24} {r.status:<8} "
+              f"{_when(r.created_at):<21} {r.name or ''}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    s = _settings()
+    record = asyncio.run(revoke_key(s.kafka_bootstrap_servers, s.topics.keys, args.ident))
+    print(f"revoked {record.prefix or ''} {record.key_sha256} (agent {record.agent_id})")
+    return 0
+
+
+__all__ = ["register"]

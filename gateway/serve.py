@@ -1,0 +1,26 @@
+"""Serve the gateway with uvicorn (``meterline gateway`` and ``python -m gateway``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import uvicorn
+
+from gateway.main import create_app
+from gateway.settings import GatewaySettings
+
+
+def serve(settings: GatewaySettings | None = None, *, access_log: bool = False) -> None:
+    """Run one gateway process until SIGTERM/SIGINT; uvicorn finishes in-flight requests first."""
+    settings = settings or GatewaySettings()
+    fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, access_log=access_log,
+        loop="uvloop" if fast else "asyncio", http="httptools" if fast else "h11",
+        timeout_graceful_shutdown=int(settings.drain_timeout) or None, log_level=logging.INFO,
+        server_header=False,
+    )
+
+
+__all__ = ["serve"]
