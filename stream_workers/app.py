@@ -1,0 +1,129 @@
+"""The Faust app of the stream workers and the service that runs the pipeline inside it.
+
+``create_app(settings)`` returns a ``faust.App``; run it with ``python -m stream_workers worker`` or
+``meterline worker``, or embed it: the local stack serves the gateway from the same process with
+``faust.contrib.asgi.serve_asgi(app, gateway_app)``, so one process owns the embedded chDB.
+
+Inside, ``WorkerService`` (a ``mode.Service`` started with the app) runs plain aiokafka consumers
+with manual commits — see ``processor`` for why not Faust streams — and, depending on the settings:
+
+* ``METERLINE_SINK_MODE=direct``: the processor writes its batches to ClickHouse itself. With a
+  ClickHouse server every worker does so for the partitions it owns; this is also the single-process
+  embedded mode.
+* ``METERLINE_SINK_MODE=topic``: processors publish batches to ``<prefix>sink-batches`` and the one
+  process with ``METERLINE_SINK_OWNER=1`` (the owner of chDB) writes them. This lets several worker
+  processes share the partitions while a single process opens the embedded engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from meterline.clickhouse import get_client
+from schemas.topics import TopicSpec, create_topics
+from stream_workers.processor import Processor
+from stream_workers.settings import WorkerSettings
+from stream_workers.sink import BatchWriter, ClickHouseSink, TopicSink
+from stream_workers.sink_consumer import SinkConsumer
+
+__all__ = ["WorkerService", "create_app", "sink_topic_spec"]
+
+log = logging.getLogger(__name__)
+
+
+def sink_topic_spec(settings: WorkerSettings) -> TopicSpec:
+    return TopicSpec(settings.sink_topic, settings.partitions,
+                     {"cleanup.policy": "delete", "retention.ms": str(3 * 24 * 3600 * 1000),
+                      "max.message.bytes": str(64 * 1024 * 1024)})
+
+
+class WorkerService(Service):
+    """Starts and stops the producer, ClickHouse sink, processor and sink consumer in order."""
+
+    settings: WorkerSettings
+
+    def __init__(self, settings: WorkerSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.producer: AIOKafkaProducer | None = None
+        self.clickhouse: ClickHouseSink | None = None
+        self.processor: Processor | None = None
+        self.sink_consumer: SinkConsumer | None = None
+
+    async def on_start(self) -> None:
+        s = self.settings
+        await create_topics(s.kafka_bootstrap_servers, s.topics, extra=[sink_topic_spec(s)])
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, acks="all",
+                                         enable_idempotence=True, max_request_size=64 * 1024 * 1024,
+                                         linger_ms=5)
+        await self.producer.start()
+        if s.writes_clickhouse:
+            url = s.effective_clickhouse_url()
+            self.clickhouse = ClickHouseSink(lambda: get_client(url), body_ttl_days=s.body_ttl_days,
+                                             retry_max_s=s.sink_retry_max_s)
+            await self.clickhouse.start()
+        if s.sink_mode == "topic" and s.sink_owner and self.clickhouse is not None:
+            self.sink_consumer = SinkConsumer(s, self.clickhouse)
+            self.clickhouse.on_outage = self.sink_consumer.set_paused
+            await self.sink_consumer.start()
+        if s.process:
+            writer: BatchWriter
+            if self.clickhouse is not None and s.sink_mode == "direct":
+                writer = self.clickhouse
+            else:
+                writer = TopicSink(self.producer, s.sink_topic, s.sink_retry_max_s)
+            self.processor = Processor(s, writer, self.producer)
+            if s.sink_mode == "direct" and self.clickhouse is not None:
+                self.clickhouse.on_outage = self.processor.set_paused
+            await self.processor.start()
+        log.info("stream worker %s started (mode %s, process=%s, writes ClickHouse=%s)",
+                 s.app_id, s.sink_mode, s.process, s.writes_clickhouse)
+
+    async def on_stop(self) -> None:
+        if self.processor is not None:
+            await self.processor.stop()
+        if self.sink_consumer is not None:
+            await self.sink_consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.clickhouse is not None:
+            await self.clickhouse.close()
+        log.info("stream worker %s stopped", self.settings.app_id)
+
+
+def create_app(settings: WorkerSettings | None = None) -> faust.App:
+    """The worker's Faust app; ``app.meterline_settings`` holds the settings it was built with."""
+    settings = settings or WorkerSettings()
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+        autodiscover=False,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.1, settings.session_timeout_s / 4),
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_bind="127.0.0.1",
+    )
+    bound = type("MeterlineWorkerService", (WorkerService,), {})
+
+    def _init(self: WorkerService, **kwargs: Any) -> None:
+        WorkerService.__init__(self, settings, **kwargs)
+
+    bound.__init__ = _init  # type: ignore[misc]  # bind this app's settings to the service class
+    app.service(bound)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    app.meterline_settings = settings  # type: ignore[attr-defined]  # for embedding code
+    return app

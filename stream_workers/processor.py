@@ -1,0 +1,365 @@
+"""The processing loop: requests/usage partitions → validated, deduplicated, offset-aligned batches.
+
+Plain aiokafka consumers with manual commits run inside the Faust worker (``app.py``) instead of
+Faust streams, because exactly-once totals need control Faust does not give: Faust acks and commits
+on its own (an escaping exception or ``take()`` commits past unwritten events), it cannot store the
+pending range in the commit, and it does not let a new owner re-form a recorded batch.
+
+Per partition, in log order:
+
+1. records are validated and enriched (``requests`` / ``usage`` handlers), invalid ones become dead
+   letters; valid keys pass the log-deterministic ``WindowDeduper``;
+2. a batch closes at ``sink_batch_size`` entries, ``sink_batch_bytes`` or ``sink_interval_s``;
+3. its range ``[start, end)`` is committed first as metadata ``pending:<end>`` at offset ``start``;
+4. dead letters are published, the batch is written (``BatchWriter``) under the token
+   ``topic/partition/start-end``; the writer retries until it succeeds;
+5. offset ``end`` is committed.
+
+A crash anywhere replays from ``start``; the new owner reads the pending range, rebuilds the
+deduplication window from the log before ``start``, re-forms the identical batch and writes it under
+the same token, which ClickHouse drops as a duplicate. So totals are exact for any crash point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from msgspec import json as msgjson
+
+from stream_workers.batch import OpenBatch
+from stream_workers.dedupe import WindowDeduper
+from stream_workers.metrics import CLAMPED, CONSUMER_LAG, DEAD_LETTERS, DEDUPE_HITS, EVENTS_IN, EVENTS_OUT, PAUSED
+from stream_workers.records import Handler
+from stream_workers.requests.agents import RequestHandler
+from stream_workers.settings import WorkerSettings
+from stream_workers.sink import BatchWriter
+from stream_workers.usage.agents import UsageHandler
+
+__all__ = ["PartitionState", "Processor"]
+
+log = logging.getLogger(__name__)
+_PENDING = "pending:"
+_encode = msgjson.Encoder().encode
+
+
+@dataclass(slots=True)
+class PartitionState:
+    tp: TopicPartition
+    handler: Handler
+    deduper: WindowDeduper
+    position: int | None = None  # next offset to process
+    pending_end: int | None = None  # recorded end of the batch being written / to re-form
+    batch: OpenBatch | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints here
+    def __init__(self, processor: Processor) -> None:
+        self._processor = processor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._processor._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._processor._on_assigned(assigned)
+
+
+class Processor:
+    """Consumes the requests and usage topics of ``settings`` and hands batches to ``writer``."""
+
+    def __init__(self, settings: WorkerSettings, writer: BatchWriter, producer: AIOKafkaProducer,
+                 handlers: dict[str, Handler] | None = None) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.producer = producer
+        topics = settings.topics
+        self.handlers: dict[str, Handler] = handlers or {
+            topics.requests: RequestHandler(settings.max_event_age_days),
+            topics.usage: UsageHandler(settings.max_event_age_days),
+        }
+        self.group_id = f"{settings.app_id}.process"  # the Faust consumer owns the app id group
+        self.states: dict[TopicPartition, PartitionState] = {}
+        self._retained: dict[TopicPartition, PartitionState] = {}
+        self._lock = asyncio.Lock()
+        self._rebalancing = False
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        session_ms = int(settings.session_timeout_s * 1000)
+        common: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
+                                  "enable_auto_commit": False, "auto_offset_reset": "earliest"}
+        self.consumer = AIOKafkaConsumer(
+            group_id=self.group_id, session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, session_ms // 4),
+            max_poll_interval_ms=600_000, rebalance_timeout_ms=max(30_000, session_ms * 3),
+            client_id=f"{self.group_id}-processor", **common)
+        self._reader = AIOKafkaConsumer(group_id=None, client_id=f"{self.group_id}-rebuild", **common)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._admin.start()
+        await self._reader.start()
+        self.consumer.subscribe(list(self.handlers), listener=_Listener(self))
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run(), name="meterline-processor")
+
+    async def stop(self, flush_timeout: float = 10.0) -> None:
+        """Stop consuming, write what is open (within ``flush_timeout``), commit, leave the group."""
+        self._stopping = True
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        deadline = time.monotonic() + flush_timeout
+        async with self._lock:
+            for state in list(self.states.values()):
+                if state.batch is not None and (state.batch.rows or state.batch.dead or state.pending_end):
+                    await self._flush(state, abort=lambda: time.monotonic() > deadline)
+            self.states.clear()
+        await self.consumer.stop()
+        await self._reader.stop()
+        await self._admin.close()
+
+    def _abort(self) -> bool:
+        return self._stopping or self._rebalancing
+
+    # -- main loop ------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        interval = self.settings.sink_interval_s
+        while not self._stopping:
+            try:
+                data = await self.consumer.getmany(timeout_ms=min(200, int(interval * 1000)), max_records=20_000)
+            except KafkaError as exc:
+                log.warning("fetch failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            async with self._lock:
+                await self._process(data)
+                now = time.monotonic()
+                for state in list(self.states.values()):
+                    batch = state.batch
+                    if (batch is not None and state.pending_end is None and now - batch.opened >= interval
+                            and not self._abort()):
+                        await self._flush(state)
+                self._update_lag()
+
+    async def _process(self, data: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in data.items():
+            state = self.states.get(tp)
+            if state is None:
+                continue
+            for rec in records:
+                if state.position is not None and rec.offset < state.position:
+                    continue
+                self._add(state, rec)
+                if self._should_close(state) and not await self._flush(state):
+                    return  # rebalance or shutdown: the batch stays pending for its next owner
+
+    def _add(self, state: PartitionState, rec: Any) -> None:
+        batch = state.batch
+        if batch is None:
+            batch = state.batch = OpenBatch(rec.offset)
+        handler = state.handler
+        parsed = handler.parse(rec.value, state.tp.topic, state.tp.partition, rec.offset)
+        deduper = state.deduper
+        ts = rec.timestamp
+        rows = batch.rows
+        hits = 0
+        for key, row in parsed.items:
+            if deduper.is_duplicate(key, ts):
+                hits += 1
+            else:
+                rows.append(row)
+        if parsed.dead:
+            batch.dead.extend(parsed.dead)
+        EVENTS_IN.labels(handler.kind).inc(len(parsed.items) + len(parsed.dead))
+        if hits:
+            DEDUPE_HITS.labels(handler.kind).inc(hits)
+        for why in parsed.clamped:
+            CLAMPED.labels(why).inc()
+        batch.end = rec.offset + 1
+        batch.nbytes += len(rec.value or b"")
+        batch.record_ts.append(ts)
+        state.position = rec.offset + 1
+
+    def _should_close(self, state: PartitionState) -> bool:
+        batch = state.batch
+        if batch is None:
+            return False
+        if state.pending_end is not None:
+            return batch.end >= state.pending_end
+        return (len(batch.rows) + len(batch.dead) >= self.settings.sink_batch_size
+                or batch.nbytes >= self.settings.sink_batch_bytes)
+
+    async def _flush(self, state: PartitionState, abort: Callable[[], bool] | None = None) -> bool:
+        """Record the range, publish dead letters, write, commit. False leaves the batch in place."""
+        abort = abort or self._abort
+        batch = state.batch
+        if batch is None:
+            return True
+        tp = state.tp
+        if state.pending_end is None:
+            if not await self._commit(tp, batch.start, f"{_PENDING}{batch.end}"):
+                return False
+            state.pending_end = batch.end
+        elif batch.end != state.pending_end:
+            log.error("%s: batch %d-%d does not match the recorded range ending %d; not writing",
+                      tp, batch.start, batch.end, state.pending_end)
+            return False
+        if batch.dead and not await self._publish_dead_letters(batch, abort):
+            return False
+        sealed = batch.seal(tp.topic, tp.partition, state.handler.table, state.handler.columns)
+        if not await self.writer.write(sealed, abort):
+            return False
+        if not await self._commit(tp, batch.end, ""):
+            return False
+        EVENTS_OUT.labels(state.handler.kind).inc(len(batch.rows))
+        state.batch = None
+        state.pending_end = None
+        return True
+
+    async def _commit(self, tp: TopicPartition, offset: int, metadata: str) -> bool:
+        try:
+            await self.consumer.commit({tp: OffsetAndMetadata(offset, metadata)})
+        except KafkaError as exc:
+            log.warning("commit of %s at %d failed: %s", tp, offset, exc)
+            return False
+        return True
+
+    async def _publish_dead_letters(self, batch: OpenBatch, abort: Callable[[], bool]) -> bool:
+        dlq = self.settings.topics.dead_letters
+        delay = 0.1
+        while True:
+            try:
+                futures = [await self.producer.send(
+                    dlq, value=_encode(d), key=f"{d.source_topic}/{d.partition}/{d.offset}".encode())
+                    for d in batch.dead]
+                await asyncio.gather(*futures)
+            except KafkaError as exc:
+                log.warning("publishing dead letters failed (%s); retrying", exc)
+                if abort():
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.sink_retry_max_s)
+                continue
+            for d in batch.dead:
+                DEAD_LETTERS.labels(d.reason).inc()
+            return True
+
+    # -- pause / lag ------------------------------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        """Pause every assigned partition while the sink is down (``ClickHouseSink.on_outage``)."""
+        assigned = list(self.consumer.assignment())
+        if paused:
+            self.consumer.pause(*assigned)
+        else:
+            self.consumer.resume(*assigned)
+        PAUSED.set(1 if paused else 0)
+
+    def _update_lag(self) -> None:
+        for tp, state in self.states.items():
+            high = self.consumer.highwater(tp)
+            if high is not None and state.position is not None:
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - state.position))
+
+    # -- rebalancing ------------------------------------------------------------------------------------
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._rebalancing = True
+        async with self._lock:
+            for tp in revoked:
+                state = self.states.pop(tp, None)
+                if state is None:
+                    continue
+                written = await self._flush(state, abort=lambda: True)  # one attempt, no retries
+                if written and state.batch is None:
+                    self._retained[tp] = state
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            mine = [tp for tp in assigned if tp.topic in self.handlers]
+            committed = await self._committed(mine)
+            for tp in mine:
+                offset, pending_end = committed.get(tp, (None, None))
+                old = self._retained.pop(tp, None)
+                if old is not None and old.position == offset and pending_end is None:
+                    state = old
+                else:
+                    state = PartitionState(tp, self.handlers[tp.topic],
+                                           WindowDeduper(self.settings.dedupe_window_s * 1000))
+                    if offset is not None:
+                        await self._rebuild(state, offset)
+                state.position = offset
+                state.pending_end = pending_end
+                state.batch = None
+                self.states[tp] = state
+            self._retained.clear()
+            self._rebalancing = False
+        log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in mine))
+
+    async def _committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        if not tps:
+            return {}
+        delay = 0.1
+        while True:
+            try:
+                found = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
+                break
+            except KafkaError as exc:
+                log.warning("reading committed offsets failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        out: dict[TopicPartition, tuple[int | None, int | None]] = {}
+        for tp in tps:
+            meta = found.get(tp)
+            if meta is None or meta.offset < 0:
+                out[tp] = (None, None)
+                continue
+            pending = int(meta.metadata[len(_PENDING):]) if meta.metadata.startswith(_PENDING) else None
+            out[tp] = (meta.offset, pending)
+        return out
+
+    async def _rebuild(self, state: PartitionState, committed: int) -> None:
+        """Re-read the dedupe window before ``committed`` so decisions equal the first owner's."""
+        tp, reader = state.tp, self._reader
+        started = time.monotonic()
+        reader.assign([tp])
+        first = (await reader.beginning_offsets([tp]))[tp]
+        if committed <= first:
+            return
+        reader.seek(tp, committed - 1)
+        last = await self._read(reader, tp, committed)
+        if not last:
+            return
+        horizon = last[-1].timestamp - self.settings.dedupe_window_s * 1000
+        found = (await reader.offsets_for_times({tp: max(0, horizon)}))[tp]
+        start = max(first, found.offset if found is not None else committed - 1)
+        reader.seek(tp, start)
+        count = 0
+        while True:
+            records = await self._read(reader, tp, committed)
+            if not records:
+                break
+            for rec in records:
+                parsed = state.handler.parse(rec.value, tp.topic, tp.partition, rec.offset)
+                for key, _row in parsed.items:
+                    state.deduper.is_duplicate(key, rec.timestamp)
+                count += 1
+            if records[-1].offset + 1 >= committed:
+                break
+        log.info("%s: rebuilt dedupe window from %d records before offset %d in %.2fs",
+                 tp, count, committed, time.monotonic() - started)
+
+    @staticmethod
+    async def _read(reader: AIOKafkaConsumer, tp: TopicPartition, end: int) -> list[Any]:
+        for _ in range(300):  # 60 s: the log is there, Kafka must answer
+            data = await reader.getmany(tp, timeout_ms=200, max_records=10_000)
+            records = [r for r in data.get(tp, []) if r.offset < end]
+            if records or data.get(tp):
+                return records
+        return []

@@ -1,0 +1,166 @@
+"""Writers of sink batches: to ClickHouse (idempotent, retried) or to the internal sink topic.
+
+``ClickHouseSink.write`` never raises: it retries with exponential backoff until the batch is
+written or ``abort()`` says the batch is no longer ours (rebalance, shutdown). While ClickHouse is
+down it tells its owner (``on_outage``), who pauses consumption: Kafka lag is the buffer and memory
+stays bounded by one open batch per partition. Every insert carries the batch's token and
+``deduplicate_blocks_in_dependent_materialized_views`` so a repeated batch changes no table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from clickhouse_connect.driver.client import Client
+
+from meterline.clickhouse import INSERT_SETTINGS
+from meterline.migrations import apply_migrations
+from stream_workers.batch import SinkBatch, encode_batch
+from stream_workers.metrics import BATCHES_WRITTEN, INGEST_TO_STORED, SINK_BATCH_ROWS, SINK_LATENCY, SINK_RETRIES
+
+__all__ = ["BatchWriter", "ClickHouseSink", "TopicSink", "apply_body_ttl"]
+
+log = logging.getLogger(__name__)
+
+Abort = Callable[[], bool]
+_BODY_COLUMNS = (("request_body", "String"), ("response_body", "String"), ("headers", "Map(String, String)"))
+
+
+class BatchWriter(Protocol):
+    async def write(self, batch: SinkBatch, abort: Abort) -> bool:
+        """Write ``batch``; True once written, False if ``abort()`` turned true first."""
+        ...
+
+
+def apply_body_ttl(client: Client, days: int) -> None:
+    """Keep bodies and headers of ``request_logs`` for ``days`` (migrations create it with 30)."""
+    days = int(days)  # validated by the settings; never text in the statement
+    for name, type_ in _BODY_COLUMNS:
+        client.command(f"ALTER TABLE request_logs MODIFY COLUMN {name} {type_} "
+                       f"TTL toDateTime(stored_at) + INTERVAL {days} DAY")
+
+
+class ClickHouseSink:
+    """Owns one ClickHouse client; all calls run on one thread (chDB has no async client)."""
+
+    def __init__(self, client_factory: Callable[[], Client], *, body_ttl_days: int = 30,
+                 retry_max_s: float = 5.0, on_outage: Callable[[bool], None] | None = None) -> None:
+        self._factory = client_factory
+        self._client: Client | None = None
+        self._ttl_days = body_ttl_days
+        self._retry_max = retry_max_s
+        self.on_outage = on_outage
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-sink")
+        self.down = False
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _connect(self) -> Client:
+        if self._client is None:
+            client = self._factory()
+            apply_migrations(client)
+            if self._ttl_days != 30:
+                apply_body_ttl(client, self._ttl_days)
+            self._client = client
+        return self._client
+
+    async def start(self, abort: Abort = lambda: False) -> bool:
+        """Connect and migrate, retrying like a write."""
+        delay = 0.1
+        while not abort():
+            try:
+                await self._call(self._connect)
+                return True
+            except Exception as exc:  # noqa: BLE001 - any failure of the engine is retried
+                log.warning("ClickHouse not ready (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+        return False
+
+    def _insert(self, batch: SinkBatch) -> None:
+        client = self._connect()
+        settings = dict(INSERT_SETTINGS)
+        settings["insert_deduplication_token"] = batch.token
+        settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        for block in batch.blocks:
+            client.raw_insert(block.table, column_names=block.columns, insert_block=block.data,
+                              settings=settings, fmt="JSONCompactEachRow")
+
+    async def write(self, batch: SinkBatch, abort: Abort) -> bool:
+        delay = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._call(self._insert, batch)
+            except Exception as exc:  # noqa: BLE001 - the sink never raises; it retries
+                SINK_RETRIES.labels("clickhouse").inc()
+                if not self.down:
+                    log.warning("ClickHouse write of %s failed (%s); pausing consumption and retrying",
+                                batch.token, exc)
+                    self._set_down(True)
+                if abort():
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                if abort():
+                    return False
+                continue
+            if self.down:
+                log.warning("ClickHouse is back; resuming consumption")
+                self._set_down(False)
+            SINK_LATENCY.observe(time.perf_counter() - started)
+            BATCHES_WRITTEN.labels("clickhouse").inc()
+            now_ms = time.time() * 1000
+            for block in batch.blocks:
+                SINK_BATCH_ROWS.labels(block.table).observe(block.rows)
+            for ts in batch.record_ts:
+                INGEST_TO_STORED.observe(max(0.0, (now_ms - ts) / 1000))
+            return True
+
+    def _set_down(self, down: bool) -> None:
+        self.down = down
+        if self.on_outage is not None:
+            self.on_outage(down)
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read query on the sink's thread (blocking; for tests and the embedded stack)."""
+        future = self._executor.submit(lambda: self._connect().query(sql, parameters=parameters).result_rows)
+        return [tuple(row) for row in future.result()]
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await self._call(client.close)
+        self._executor.shutdown(wait=True)
+
+
+class TopicSink:
+    """Publishes sealed batches to the internal sink topic; the sink owner writes them."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, retry_max_s: float = 5.0) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._retry_max = retry_max_s
+
+    async def write(self, batch: SinkBatch, abort: Abort) -> bool:
+        delay = 0.1
+        payload = encode_batch(batch)
+        while not abort():
+            try:
+                await self._producer.send_and_wait(self._topic, value=payload, key=batch.token.encode())
+            except Exception as exc:  # noqa: BLE001 - retried like a ClickHouse write
+                SINK_RETRIES.labels("topic").inc()
+                log.warning("publishing sink batch %s failed (%s); retrying", batch.token, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            BATCHES_WRITTEN.labels("topic").inc()
+            return True
+        return False

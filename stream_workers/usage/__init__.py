@@ -1,0 +1,5 @@
+"""Usage reports from the MQTT bridge (``UsageRecord``) into ``usage_events``."""
+
+from stream_workers.usage.agents import UsageHandler
+
+__all__ = ["UsageHandler"]
