@@ -31,7 +31,8 @@ async def run_bridge(settings: GatewaySettings, stop: asyncio.Event) -> None:
         await registry.start(settings.registry_timeout)
         bridge = MqttBridge.from_settings(settings, producer=producer, registry=registry, metrics=metrics)
         await bridge.start()
-        log.info("bridge %s running (mqtt %s, kafka %s)", settings.bridge_client_id, settings.mqtt_url,
+        host, port, *_ = settings.mqtt_parts()  # never log MQTT_URL itself: it holds the password
+        log.info("bridge %s running (mqtt %s:%d, kafka %s)", settings.bridge_client_id, host, port,
                  settings.kafka_bootstrap_servers)
         await stop.wait()
         await bridge.stop(settings.drain_timeout)
