@@ -60,7 +60,8 @@ def match_keys(records: list[ApiKeyRecord], ident: str) -> list[ApiKeyRecord]:
     if "_sk_" in ident:
         if len(ident) < ident.find("_sk_") + 4 + 4:
             return []  # at least the 4 hex characters a listing shows
-        return [r for r in records if r.prefix is not None and r.prefix.startswith(ident)]
+        # the stored display prefix is short; compare over the common length
+        return [r for r in records if r.prefix and r.prefix[:len(ident)] == ident[:len(r.prefix)]]
     if len(ident) >= _MIN_HASH_PREFIX:
         return [r for r in records if r.key_sha256.startswith(ident.lower())]
     return []
