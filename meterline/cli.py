@@ -14,6 +14,7 @@ from meterline.errors import MeterlineError
 COMMAND_MODULES: tuple[str, ...] = (
     "meterline.commands.infra",
     "gateway.cli",
+    "meterline.commands.dashboard",
 )
 
 

@@ -1,0 +1,108 @@
+"""``meterline sql``, ``meterline dashboard`` and ``meterline export usage`` against real chDB data.
+
+The commands run in this process (chDB allows one process per data directory) through
+``meterline.cli.main``, with ``CLICKHOUSE_URL`` naming the test's database.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from gateway.dashboard.queries import DashboardQueries
+from meterline.cli import main
+from meterline.commands.dashboard import render_summary
+from tests.integration.dashboard import sample
+
+
+@pytest.fixture
+def loaded(clickhouse: Client, clickhouse_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    reqs = sample.make_requests(["agent-a", "agent-b"], 600, seed=21)
+    usage = sample.make_usage(["app-1", "app-2"], 300, seed=22)
+    sample.insert_requests(clickhouse, reqs)
+    sample.insert_usage(clickhouse, usage)
+    monkeypatch.setenv("CLICKHOUSE_URL", clickhouse_dsn)
+    return clickhouse, reqs, usage
+
+
+def test_sql_prints_a_table_and_binds_parameters(loaded: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _, reqs, _ = loaded
+    code = main(["sql", "SELECT agent_id, count() AS n FROM request_logs WHERE source != 'sdk_ping' "
+                        "GROUP BY agent_id ORDER BY agent_id"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].split() == ["agent_id", "n"] and set(out[1]) <= {"-", " "}
+    assert out[2].split() == ["agent-a", str(len(sample.traffic(reqs, "agent-a")))]
+    assert out[-1] == "(2 rows)"
+
+    code = main(["sql", "-f", "schemas/queries/overview.sql", "-p", "agent_id=agent-b",
+                 "-p", f"now={sample.NOW:%Y-%m-%d %H:%M:%S}", "--format", "json"])
+    row = json.loads(capsys.readouterr().out)
+    assert code == 0 and row["total_requests"] == len(sample.traffic(reqs, "agent-b"))
+
+
+@pytest.mark.parametrize("statement", [
+    "DROP TABLE request_logs",
+    "INSERT INTO request_logs (agent_id) VALUES ('x')",
+    "SELECT 1; DROP TABLE request_logs",
+    "/* hidden */ ALTER TABLE request_logs DELETE WHERE 1",
+    "WITH 1 AS x INSERT INTO request_logs (agent_id) SELECT 'x'",
+])
+def test_sql_refuses_anything_but_reading(loaded: Any, statement: str, capsys: pytest.CaptureFixture[str]) -> None:
+    client, _, _ = loaded
+    before = client.query("SELECT count() FROM request_logs").result_rows[0][0]
+    assert main(["sql", statement]) == 2
+    assert "meterline: error:" in capsys.readouterr().err
+    assert client.query("SELECT count() FROM request_logs").result_rows[0][0] == before
+
+
+def test_sql_csv_output_and_row_limit(loaded: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "SELECT request_id FROM request_logs ORDER BY request_id", "--format", "csv",
+                 "--max-rows", "7"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["request_id"] and len(rows) == 8
+
+
+def test_dashboard_summary_shows_the_agents_numbers(loaded: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    client, reqs, _ = loaded
+    text = render_summary(DashboardQueries(client), "agent-a", 14, "24h", now=sample.NOW)
+    want = sample.naive_overview(reqs, "agent-a", sample.NOW)
+    assert f"total {want['total_requests']:,}" in text
+    assert f"today {want['today_requests']:,}" in text
+    assert f"{want['revenue']:.4f} USDC from {want['paid_requests']:,} paid requests" in text
+    top = sample.naive_customers(reqs, "agent-a", sample.NOW - timedelta(days=30), sample.NOW + timedelta(seconds=1))[0]
+    assert top["customer_id"] in text.split("Top customers")[1]
+    daily_line = text.split("Daily requests")[1].splitlines()[1]
+    assert len(daily_line.strip().split("  max")[0]) >= 1 and "max" in daily_line
+    assert main(["dashboard", "--agent", "agent-a", "--days", "7"]) == 0
+    assert "Agent agent-a" in capsys.readouterr().out
+
+
+def test_export_usage_per_customer_and_month(loaded: Any, tmp_dir: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, usage = loaded
+    month = sample.NOW.strftime("%Y-%m")
+    assert main(["export", "usage", "--customer", "app-2", "--period", month]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    first = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    want = sample.naive_usage(usage, "app-2", first, (first + timedelta(days=32)).replace(day=1), "day")
+    assert {r["app_id"] for r in rows} == {"app-2"}
+    got = {(r["app_id"], r["period_start"], r["module"], r["model"]): (int(r["reports"]), int(r["units"]),
+                                                                       float(r["cost"])) for r in rows}
+    assert {(k[0], k[1].isoformat(), k[2], k[3]): v for k, v in want.items()}.keys() == got.keys()
+    for (app, day, module, model), (n, units, cost) in want.items():
+        assert got[(app, day.isoformat(), module, model)] == pytest.approx((n, units, cost), rel=1e-8)
+
+    out = tmp_dir / "all.csv"
+    assert main(["export", "usage", "--period", f"{first:%Y-%m-%d}..{sample.NOW:%Y-%m-%d}",
+                 "--granularity", "month", "-o", str(out)]) == 0
+    monthly = list(csv.DictReader(out.open()))
+    assert {r["app_id"] for r in monthly} == {"app-1", "app-2"}
+    end = sample.NOW.replace(hour=0, minute=0, second=0) + timedelta(days=1)
+    assert sum(int(r["units"]) for r in monthly) == sum(u.usage for u in usage if first <= u.event_time < end)
+    assert main(["export", "usage", "--period", "November"]) == 2
