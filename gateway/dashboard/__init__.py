@@ -9,6 +9,7 @@ from gateway.dashboard.errors import DashboardError
 from gateway.dashboard.export import usage_to_csv
 from gateway.dashboard.queries import DashboardQueries, TimeRange
 from gateway.dashboard.router import create_dashboard_router
+from gateway.dashboard.wiring import gateway_dashboard_router
 
 __all__ = [
     "Authorize",
@@ -17,6 +18,7 @@ __all__ = [
     "TimeRange",
     "any_of",
     "create_dashboard_router",
+    "gateway_dashboard_router",
     "operator_token_authorizer",
     "usage_to_csv",
 ]

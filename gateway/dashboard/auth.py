@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request, status
 
-#: ``authorize(request, agent_id)`` returns if the caller may read ``agent_id``'s data, else raises
-#: ``HTTPException`` 401 (no or unknown credentials) or 403 (valid credentials, other agent).
-Authorize = Callable[[Request, str], Awaitable[None] | None]
+#: ``authorize(request, agent_id)`` returns (anything, or an awaitable of it) if the caller may read
+#: ``agent_id``'s data, else raises ``HTTPException`` 401 (no or unknown credentials) or 403 (valid
+#: credentials, other agent). ``gateway.deps.authorize_agent_access`` is one.
+Authorize = Callable[[Request, str], object | Awaitable[object]]
 
 
 def bearer_token(request: Request) -> str | None:

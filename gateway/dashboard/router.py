@@ -13,6 +13,7 @@ No ``from __future__ import annotations`` here: FastAPI must resolve the ``Owner
 local to ``create_dashboard_router``, when the routes are declared.
 """
 
+import inspect
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -89,7 +90,7 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
 
     async def owner(request: Request, agent_id: AgentId) -> str:
         outcome = authorize(request, agent_id)
-        if outcome is not None:
+        if inspect.isawaitable(outcome):
             await outcome
         return agent_id
 
