@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 # gmqtt allows a reconnect while ``failed_connections <= reconnect_retries`` (-1 means unlimited): any
 # other negative value switches its own reconnect off, which is what we want (we reconnect ourselves).
 _NO_AUTO_RECONNECT = -2
-_AUTH_CODES = {4: "bad user name or password", 5: "not authorised", 134: "bad user name or password",
-               135: "not authorised"}
+_AUTH_CODES = {4: "bad user name or password", 5: "not authorised (check the user name and password)",
+               134: "bad user name or password", 135: "not authorised (check the user name and password)"}
 
 
 class _GmqttNoise(logging.Filter):
