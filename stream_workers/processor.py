@@ -296,6 +296,8 @@ class Processor:
                         await self._rebuild(state, offset)
                 state.position = offset
                 state.pending_end = pending_end
+                if pending_end is not None:
+                    log.info("%s: re-forming the recorded batch %d-%d", tp, offset, pending_end)
                 state.batch = None
                 self.states[tp] = state
             self._retained.clear()

@@ -1,0 +1,74 @@
+"""Worker processes for kill/restart tests: ``python -m stream_workers worker`` with test settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from schemas.topics import Topics
+from tests.integration.workers.workload import committed_total
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class WorkerProcess:
+    def __init__(self, bootstrap: str, topics: Topics, log_path: Path, clickhouse_url: str | None = None,
+                 **env: str) -> None:
+        self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, METERLINE_TOPIC_PREFIX=topics.prefix,
+                        METERLINE_PARTITIONS=str(topics.partitions), METERLINE_WORKER_WEB_PORT="0",
+                        METERLINE_SESSION_TIMEOUT_S="6", METERLINE_SINK_INTERVAL_S="0.3",
+                        METERLINE_SINK_BATCH_SIZE="2000", **env)
+        if clickhouse_url:
+            self.env["CLICKHOUSE_URL"] = clickhouse_url
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> WorkerProcess:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_workers", "worker"], env=self.env,
+                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 40) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_processed(bootstrap: str, group: str, topics: Topics, timeout: float,
+                   proc: WorkerProcess | None = None) -> None:
+    """Wait until ``group`` committed the end of the requests and usage topics."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        totals = [asyncio.run(committed_total(bootstrap, group, t, topics.partitions))
+                  for t in (topics.requests, topics.usage)]
+        done = all(a >= b for a, b in totals)
+        if done:
+            return
+        if proc is not None and proc.proc is not None and proc.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.proc.returncode}:\n{proc.log()[-4000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"not processed within {timeout}s")

@@ -1,0 +1,81 @@
+"""Exactly-once totals with a worker SIGKILLed at random moments (real Kafka, embedded ClickHouse).
+
+100,000 request entries, 10 % of them resent by "SDK retries" in later records, 5 % minutes late,
+produced in four waves while the worker is killed and restarted. Afterwards every total in ClickHouse
+equals the value computed from the distinct generated events; percentiles from the t-digest state
+are compared with the exact quantiles within a stated error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from meterline.clickhouse import get_client
+from schemas.topics import Topics
+from tests.integration.workers.procs import WorkerProcess, wait_processed
+from tests.integration.workers.workload import Expected, produce, quantile, request_traffic
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def check_totals(dsn: str, expected: Expected) -> None:
+    client = get_client(dsn)
+    try:
+        rows, distinct = client.query(
+            "SELECT count(), uniqExact(agent_id, request_id) FROM request_logs").result_rows[0]
+        assert rows == distinct == expected.distinct
+        per_agent = {r[0]: r[1:] for r in client.query(
+            "SELECT agent_id, sum(requests), sum(errors), sum(payment_required), sum(revenue), sum(latency_sum), "
+            "quantilesTDigestMerge(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) "
+            "FROM agent_minute GROUP BY agent_id").result_rows}
+        assert set(per_agent) == set(expected.requests)
+        for agent, (requests, errors, p402, revenue, latency_sum, qs) in per_agent.items():
+            assert requests == expected.requests[agent]
+            assert errors == expected.errors[agent]
+            assert p402 == expected.payment_required[agent]
+            assert revenue == pytest.approx(expected.revenue[agent], rel=1e-9, abs=1e-9)
+            assert latency_sum == pytest.approx(expected.latency_sum[agent], rel=1e-9)
+            # t-digest is approximate: within 5 % of the exact quantile (p99: 10 %) on ~12k values.
+            for q, got in zip((0.5, 0.75, 0.9, 0.95, 0.99), qs, strict=True):
+                exact = quantile(expected.latencies[agent], q)
+                assert got == pytest.approx(exact, rel=0.10 if q == 0.99 else 0.05), (agent, q)
+        per_customer = dict(((a, c), n) for a, c, n in client.query(
+            "SELECT agent_id, customer_id, sum(requests) FROM agent_customer_minute GROUP BY agent_id, customer_id"
+        ).result_rows)
+        assert per_customer == dict(expected.per_customer)
+        per_tool = dict(((a, t), n) for a, t, n in client.query(
+            "SELECT agent_id, tool_name, sum(requests) FROM agent_tool_minute GROUP BY agent_id, tool_name"
+        ).result_rows)
+        assert per_tool == dict(expected.per_tool)
+        customers = dict(client.query(
+            "SELECT agent_id, uniqMerge(customers) FROM agent_minute GROUP BY agent_id").result_rows)
+        for agent in expected.requests:
+            assert customers[agent] == len({c for (a, c) in expected.per_customer if a == agent and c})
+    finally:
+        client.close()
+
+
+def test_sigkill_at_random_moments_keeps_totals_exact(kafka_bootstrap: str, topics: Topics, tmp_dir: Path) -> None:
+    records, expected = request_traffic(100_000, agents=8, dup_rate=0.10, late_rate=0.05, seed=11)
+    assert expected.distinct == 100_000 and len(records) > 2000
+    dsn = f"chdb://{tmp_dir / 'chdb'}?database=kill_test"
+    worker = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "worker.log", dsn)
+    rng = random.Random(5)
+    waves = [records[i::4] for i in range(4)]  # interleaved: duplicates land in other waves too
+    worker.start()
+    for wave in waves[:3]:
+        asyncio.run(produce(kafka_bootstrap, topics.requests, wave))
+        time.sleep(rng.uniform(2.5, 6.0))  # some time after start: mid-batch, mid-rebuild or idle
+        worker.kill()
+        worker.start()
+    asyncio.run(produce(kafka_bootstrap, topics.requests, waves[3]))
+    wait_processed(kafka_bootstrap, f"{topics.prefix}workers.process", topics, timeout=120, proc=worker)
+    assert worker.stop() == 0
+    log = worker.log()
+    assert worker.starts == 4 and log.count("rebuilt dedupe window") >= 3, log[-3000:]
+    check_totals(dsn, expected)

@@ -1,0 +1,189 @@
+"""The processor and ClickHouse sink in this process: poison records, a ClickHouse outage, usage pricing.
+
+Real Kafka and the embedded ClickHouse engine; the outage is injected at the client boundary (a
+client wrapper whose inserts fail, before or after the data was written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from meterline.clickhouse import get_client
+from schemas.events import RequestEntry, dead_letter_decoder
+from schemas.prices import unit_price
+from schemas.topics import Topics
+from stream_workers.metrics import SINK_RETRIES
+from stream_workers.processor import Processor
+from stream_workers.settings import WorkerSettings
+from stream_workers.sink import ClickHouseSink
+from tests.integration.workers.workload import committed_total, produce, request_traffic, usage_traffic
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class FlakyClient:
+    """Wraps a real client; while ``down`` inserts fail (``after_write``: fail after writing)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.down = False
+        self.after_write = False
+        self.failures = 0
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            self.failures += 1
+            if self.after_write:
+                self._client.raw_insert(*args, **kwargs)
+                raise OperationalError("timed out waiting for the server's answer (injected)")
+            raise OperationalError("connection refused (injected)")
+        return self._client.raw_insert(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class Running:
+    def __init__(self, processor: Processor, sink: ClickHouseSink, flaky: FlakyClient) -> None:
+        self.processor, self.sink, self.flaky = processor, sink, flaky
+
+    def count(self, sql: str) -> Any:
+        return self.sink.query(sql)[0][0]
+
+
+@pytest.fixture
+async def running(kafka_bootstrap: str, topics: Topics, clickhouse_dsn: str) -> AsyncIterator[Running]:
+    settings = WorkerSettings(kafka_bootstrap_servers=kafka_bootstrap, clickhouse_url=clickhouse_dsn,
+                              topic_prefix=topics.prefix, partitions=topics.partitions, sink_batch_size=500,
+                              sink_interval_s=0.2, session_timeout_s=6, sink_retry_max_s=0.5)
+    flaky: list[FlakyClient] = []
+
+    def factory() -> Any:
+        flaky.append(FlakyClient(get_client(clickhouse_dsn)))
+        return flaky[-1]
+
+    sink = ClickHouseSink(factory, retry_max_s=0.5)
+    assert await sink.start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    processor = Processor(settings, sink, producer)
+    sink.on_outage = processor.set_paused
+    await processor.start()
+    try:
+        yield Running(processor, sink, flaky[0])
+    finally:
+        await processor.stop()
+        await producer.stop()
+        await sink.close()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+async def read_dead_letters(bootstrap: str, topic: str, want: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(out) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(dead_letter_decoder.decode(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_poison_records_go_to_dead_letters_and_the_stream_keeps_flowing(
+        running: Running, kafka_bootstrap: str, topics: Topics) -> None:
+    enc = msgspec.json.Encoder()
+    good = RequestEntry(request_id="ok-1", method="tools/call", path="/mcp", status_code=200, response_ms=3.0)
+    mixed = enc.encode({"v": 1, "agent_id": "agent-p", "batch_id": "b1", "ingested_at": int(time.time() * 1000),
+                        "entries": [msgspec.to_builtins(good),
+                                    {"request_id": "bad-1", "method": "GET", "path": "/", "status_code": 999,
+                                     "response_ms": 1.0}]})
+    poison = [("agent-p", b"\xff\xfe not json"),
+              ("agent-p", enc.encode({"v": 99, "agent_id": "agent-p", "batch_id": "b", "ingested_at": 1,
+                                      "entries": []})),
+              ("agent-p", mixed)]
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, poison))
+    after, expected = request_traffic(3000, agents=2, dup_rate=0.0, seed=2)
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, after))
+
+    dead = await read_dead_letters(kafka_bootstrap, topics.dead_letters, 3)
+    assert sorted(d.reason for d in dead) == ["invalid_json", "schema", "unsupported_version"]
+    assert all(d.stage == "worker" and d.source_topic == topics.requests for d in dead)
+    assert any("not json" in d.payload for d in dead)
+    assert any('"bad-1"' in d.payload for d in dead)  # the entry, not its whole record
+    await wait_for(lambda: running.count("SELECT count() FROM request_logs") == expected.distinct + 1)
+    await wait_for(lambda: running.count("SELECT count() FROM dead_letters") == 3)
+    assert running.count("SELECT count() FROM request_logs WHERE request_id = 'ok-1'") == 1
+
+
+async def test_clickhouse_outage_pauses_consumption_and_loses_nothing(
+        running: Running, kafka_bootstrap: str, topics: Topics) -> None:
+    group = running.processor.group_id
+    first, exp1 = request_traffic(3000, agents=4, dup_rate=0.1, seed=21)
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, first))
+    await wait_for(lambda: running.count("SELECT count() FROM request_logs") == exp1.distinct)
+
+    retries_before = SINK_RETRIES.labels("clickhouse")._value.get()
+    running.flaky.down = True
+    running.flaky.after_write = True  # first failures: the data was written, the answer was lost
+    second, exp2 = request_traffic(12_000, agents=4, dup_rate=0.1, seed=22)
+    second = [(k, v.replace(b'"req-', b'"second-')) for k, v in second]
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, second))
+    await wait_for(lambda: running.flaky.failures >= 2)
+    running.flaky.after_write = False
+    lags = []
+    for _ in range(3):
+        await asyncio.sleep(1.0)
+        done, end = await committed_total(kafka_bootstrap, group, topics.requests, topics.partitions)
+        lags.append(end - done)
+        assert running.processor.consumer.paused()  # consumption is paused ...
+        for state in running.processor.states.values():  # ... and memory holds one batch per partition
+            assert state.batch is None or len(state.batch.rows) <= 500 + 50
+    assert lags[-1] > 0 and lags[-1] >= lags[0]  # lag is the buffer
+    assert SINK_RETRIES.labels("clickhouse")._value.get() > retries_before
+
+    running.flaky.down = False
+    total = exp1.distinct + exp2.distinct
+    await wait_for(lambda: running.count("SELECT count() FROM request_logs") == total, timeout=60)
+    assert not running.processor.consumer.paused()
+    await asyncio.sleep(1.0)
+    assert running.count("SELECT uniqExact(agent_id, request_id) FROM request_logs") == total
+    assert running.count("SELECT count() FROM request_logs") == total
+    assert running.count("SELECT sum(requests) FROM agent_minute") == total
+    assert running.count("SELECT sum(requests) FROM agent_tool_minute") == total
+    assert running.count("SELECT sum(requests) FROM agent_customer_minute") == total
+
+
+async def test_usage_reports_are_priced_and_counted_once(
+        running: Running, kafka_bootstrap: str, topics: Topics) -> None:
+    records, expected = usage_traffic(2000, dup_rate=0.2)
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.usage, records))
+    reports = sum(n for n, _ in expected.values())
+    await wait_for(lambda: running.count("SELECT count() FROM usage_events") == reports)
+    await asyncio.sleep(0.5)
+    got = {(a, m, mo): (n, u, c) for a, m, mo, n, u, c in running.sink.query(
+        "SELECT app_id, module, model, sum(reports), sum(units), sum(cost) FROM usage_minute "
+        "GROUP BY app_id, module, model")}
+    assert set(got) == set(expected)
+    for key, (n, units) in expected.items():
+        assert got[key][:2] == (n, units)
+        assert got[key][2] == pytest.approx(units * unit_price(key[1], key[2]), rel=1e-9)
+

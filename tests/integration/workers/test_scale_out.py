@@ -1,0 +1,67 @@
+"""Two worker processes share the partitions; one is SIGKILLed mid-stream: totals stay exact.
+
+The embedded ClickHouse engine (chDB) can be opened by one process only, so the two workers run in
+"topic" sink mode: both consume, validate, deduplicate and batch their partitions and publish sealed
+batches to the internal sink topic; worker A also owns chDB and writes every batch. What this proves:
+partition ownership moving between processes (B joining mid-stream, B killed, A taking over B's
+partitions and re-forming B's recorded batches after the rebalance) changes no total. It does not
+exercise two processes inserting into one ClickHouse server concurrently (no server on this
+machine); in "direct" mode each worker writes its own partitions with the same tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from schemas.topics import Topics
+from tests.integration.workers.procs import WorkerProcess, wait_processed
+from tests.integration.workers.test_kill_restart import check_totals
+from tests.integration.workers.workload import produce, request_traffic
+
+pytestmark = pytest.mark.timeout(200)
+
+
+def test_two_workers_one_killed_mid_stream(kafka_bootstrap: str, topics: Topics, tmp_dir: Path) -> None:
+    records, expected = request_traffic(40_000, agents=12, dup_rate=0.10, late_rate=0.05, seed=31)
+    dsn = f"chdb://{tmp_dir / 'chdb'}?database=scale_test"
+    a = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "a.log", dsn, METERLINE_SINK_MODE="topic",
+                      METERLINE_SINK_OWNER="1")
+    b = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "b.log", None, METERLINE_SINK_MODE="topic",
+                      METERLINE_SINK_OWNER="0")
+    waves = [records[i::3] for i in range(3)]
+    a.start()
+    asyncio.run(produce(kafka_bootstrap, topics.requests, waves[0]))
+    b.start()  # joins mid-stream
+    deadline = time.monotonic() + 60
+    while "assigned [(" not in b.log() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert "assigned [(" in b.log(), b.log()[-3000:]
+    asyncio.run(produce(kafka_bootstrap, topics.requests, waves[1]))
+    time.sleep(1.5)
+    b.kill()  # mid-stream: its partitions move to A after the session timeout
+    asyncio.run(produce(kafka_bootstrap, topics.requests, waves[2]))
+    wait_processed(kafka_bootstrap, f"{topics.prefix}workers.process", topics, timeout=90, proc=a)
+    # The sink group must have written everything published too.
+    wait_processed_sink(kafka_bootstrap, topics, timeout=30)
+    assert a.stop() == 0
+    # B owned partitions and committed work before it died; A took them over and rebuilt their state.
+    assert f"('{topics.requests}'" in b.log().split("assigned [", 1)[1].split("\n", 1)[0]
+    assert "rebuilt dedupe window" in a.log(), a.log()[-3000:]
+    check_totals(dsn, expected)
+
+
+def wait_processed_sink(bootstrap: str, topics: Topics, timeout: float) -> None:
+    from tests.integration.workers.workload import committed_total
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, end = asyncio.run(committed_total(bootstrap, f"{topics.prefix}workers.sink",
+                                                f"{topics.prefix}sink-batches", topics.partitions))
+        if done >= end:
+            return
+        time.sleep(0.3)
+    raise AssertionError("sink topic not drained")
