@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "meterline.commands.infra",
     "gateway.cli",
     "meterline.commands.dashboard",
+    "stream_workers.cli",
 )
 
 
