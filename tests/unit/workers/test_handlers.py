@@ -1,0 +1,65 @@
+"""Validation of Kafka records: the fast path, per-entry dead letters, poison records."""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.events import UsageRecord
+from stream_workers.batch import OpenBatch, decode_batch, encode_batch
+from stream_workers.requests.agents import RequestHandler
+from stream_workers.usage.agents import UsageHandler
+
+enc = msgspec.json.Encoder()
+GOOD = {"request_id": "r1", "method": "tools/call", "path": "/mcp", "status_code": 200, "response_ms": 2.0,
+        "timestamp": "2023-11-14T22:13:20Z", "x402_token": "USDC-base-mainnet"}
+
+
+def record(entries: list[object], v: int = 1) -> bytes:
+    return enc.encode({"v": v, "agent_id": "ag", "batch_id": "b", "ingested_at": 1_700_000_000_000,
+                       "entries": entries})
+
+
+def test_valid_record_yields_keyed_rows() -> None:
+    parsed = RequestHandler().parse(record([GOOD, {**GOOD, "request_id": "r2"}]), "t", 0, 5)
+    assert [k for k, _ in parsed.items] == ["ag\x1fr1", "ag\x1fr2"]
+    assert not parsed.dead
+
+
+def test_invalid_entry_is_dead_lettered_alone() -> None:
+    parsed = RequestHandler().parse(record([GOOD, {**GOOD, "request_id": "r2", "status_code": 999},
+                                            {**GOOD, "request_id": "r3", "timestamp": "soon"}]), "t", 1, 9)
+    assert [k for k, _ in parsed.items] == ["ag\x1fr1"]
+    assert sorted(d.reason for d in parsed.dead) == ["bad_timestamp", "schema"]
+    assert all(d.partition == 1 and d.offset == 9 and d.agent_id == "ag" for d in parsed.dead)
+
+
+def test_poison_records() -> None:
+    h = RequestHandler()
+    assert [d.reason for d in h.parse(b"\x00\xffgarbage", "t", 0, 0).dead] == ["invalid_json"]
+    assert [d.reason for d in h.parse(record([GOOD], v=2), "t", 0, 0).dead] == ["unsupported_version"]
+    assert [d.reason for d in h.parse(b"[1,2]", "t", 0, 0).dead] == ["schema"]
+    assert [d.reason for d in h.parse(None, "t", 0, 0).dead] == ["empty"]
+    big = h.parse(b"\xff" * 200_000, "t", 0, 0).dead[0]
+    assert len(big.payload) <= 64 * 1024
+
+
+def test_usage_validation() -> None:
+    h = UsageHandler()
+    ok = UsageRecord(app_id="a", report_id="r", key_sha256="f" * 64, module="llm", model="m", usage=3,
+                     timestamp=1_700_000_000_000, ingested_at=1_700_000_000_000)
+    assert [k for k, _ in h.parse(enc.encode(ok), "u", 0, 0).items] == ["a\x1fr"]
+    bad = msgspec.structs.replace(ok, module="")
+    assert [d.reason for d in h.parse(enc.encode(bad), "u", 0, 0).dead] == ["schema"]
+    assert [d.reason for d in h.parse(b"{", "u", 0, 0).dead] == ["invalid_json"]
+
+
+def test_sealed_batch_token_is_the_offset_range_and_survives_the_sink_topic() -> None:
+    parsed = RequestHandler().parse(record([GOOD, {**GOOD, "status_code": 999}]), "t", 2, 40)
+    batch = OpenBatch(40)
+    batch.rows.extend(row for _, row in parsed.items)
+    batch.dead.extend(parsed.dead)
+    batch.end = 43
+    sealed = batch.seal("topic", 2, "request_logs", RequestHandler.columns)
+    assert sealed.token == "topic/2/40-43"
+    assert [(b.table, b.rows) for b in sealed.blocks] == [("request_logs", 1), ("dead_letters", 1)]
+    assert decode_batch(encode_batch(sealed)) == sealed
