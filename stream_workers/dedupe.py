@@ -3,8 +3,8 @@
 A key (``agent_id`` + ``request_id``, or ``app_id`` + ``report_id``) is a duplicate when the same key
 appeared in an earlier record of the same partition whose Kafka timestamp lies at most ``window_ms``
 before this record's timestamp (every sighting counts, duplicates included, so the decision depends on
-that one window of the log only — "first accepted" would depend on the whole history). The decision depends only on the partition's log, never
-on wall clocks, crashes or batch boundaries, so a replay after a crash, a rebalance or a restart
+that one window of the log only — "first accepted" would depend on the whole history). It never
+depends on wall clocks, crashes or batch boundaries, so a replay after a crash, a rebalance or a restart
 re-forms exactly the same deduplicated batches. State is rebuilt on assignment by re-reading the
 window of the log before the committed offset (``Processor._rebuild``); memory is one dict entry per
 distinct key seen within the window.
