@@ -145,9 +145,10 @@ class MqttConnection:
         self._client.subscribe(topic, qos=qos)
 
     async def close(self) -> None:
+        already_lost = self.lost.is_set()
         self._closing = True
         try:
-            if self._opened:
+            if self._opened and not already_lost:  # a lost socket cannot carry a DISCONNECT
                 await asyncio.wait_for(self._client.disconnect(), 5)
         except Exception as exc:  # noqa: BLE001 - closing a dead connection may fail in many ways
             logger.debug("billing: error while closing the MQTT connection: %r", exc)
