@@ -128,7 +128,11 @@ class BillingClient:
             assert self._first is not None
             return self._first
         if self._loop is not loop:  # first start, or a new asyncio.run(): loop-bound state is rebuilt
+            old_loop, old_stop = self._loop, self._stop
+            if old_loop is not None and old_stop is not None and not old_loop.is_closed():
+                old_loop.call_soon_threadsafe(old_stop.set)  # one supervisor at a time
             self._keys.rebind()
+            self._conn = None  # a connection of a previous loop is dead with it
         self._loop = loop
         self._closed = False
         self._first = loop.create_future()
@@ -142,7 +146,7 @@ class BillingClient:
         Raises ``AuthenticationError`` / ``TlsVerificationError`` (permanent: the client stops) or
         ``BrokerConnectionError`` on timeout (the client keeps retrying in the background; reports queue).
         """
-        if self.is_connected():
+        if self.is_connected() and self._loop is asyncio.get_running_loop():
             return
         self._permanent_error = None
         first = self._start()

@@ -170,6 +170,26 @@ async def test_unknown_key_waits_briefly_for_the_key_list_then_passes(mosquitto:
         await peer.stop()
 
 
+async def test_one_client_across_two_event_loops(mosquitto: MqttEndpoint) -> None:
+    """Module-level construction, then two ``asyncio.run`` calls (in a thread: this test has its own loop)."""
+    peer = await BillingPeer(mosquitto).start()
+    client = await asyncio.to_thread(BillingClient, "localhost", mosquitto.tls_port, mosquitto.username,
+                                     mosquitto.password, ca_file=mosquitto.ca_file)  # no loop: no auto-connect
+
+    async def session(usage: int) -> None:
+        await client.connect()
+        await report_usage(api_key="k", module="llm", model="m", usage=usage)
+        await client.disconnect()
+
+    try:
+        await asyncio.to_thread(asyncio.run, session(1))
+        await asyncio.to_thread(asyncio.run, session(2))
+        await peer.wait_until(lambda: len(peer.reports) == 2)
+        assert sorted(r["usage"] for r in peer.reports) == [1, 2]
+    finally:
+        await peer.stop()
+
+
 async def _until(predicate: object) -> None:
     while not predicate():  # type: ignore[operator]
         await asyncio.sleep(0.02)
