@@ -47,6 +47,7 @@ class _Spool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
+        self._acked: list[str] = []
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -61,10 +62,26 @@ class _Spool:
         self._db.execute("INSERT OR IGNORE INTO reports (report_id, payload) VALUES (?, ?)",
                          (report.report_id, report.payload))
 
-    def remove(self, report_id: str) -> None:
-        self._db.execute("DELETE FROM reports WHERE report_id = ?", (report_id,))
+    def remove(self, report_id: str, *, now: bool = False) -> None:
+        # Deletes are batched (one transaction per 100): a crash before the batch commits only means a
+        # few acknowledged reports are sent again, with their ids, which the server counts once.
+        self._acked.append(report_id)
+        if now or len(self._acked) >= 100:
+            self.commit_removals()
+
+    def commit_removals(self) -> None:
+        if self._acked:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("DELETE FROM reports WHERE report_id = ?", [(r,) for r in self._acked])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._acked.clear()
 
     def close(self) -> None:
+        self.commit_removals()
         self._db.close()
 
 
@@ -136,7 +153,7 @@ class ReportQueue:
         if report is not None:
             self._acked += 1
             if self._spool is not None:
-                self._spool.remove(report.report_id)
+                self._spool.remove(report.report_id, now=not self._inflight and not self._pending)
         return report
 
     def requeue_inflight(self) -> int:
