@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["BODY_LIMIT", "RequestLogEntry", "encode_entry", "truncate_utf8"]
+__all__ = ["BODY_LIMIT", "RequestLogEntry", "encode_entry", "encode_fields", "truncate_utf8"]
 
 BODY_LIMIT: Final = 16 * 1024  # bytes of request/response body kept (sizes are recorded in full)
 MAX_HEADERS: Final = 64
@@ -96,8 +97,19 @@ _FIELD_NAMES: Final = tuple(f.name for f in fields(RequestLogEntry))
 _FIELD_SET: Final = frozenset(_FIELD_NAMES)
 
 
+_ts_cache: tuple[int, str] = (0, "")
+
+
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now as ISO-8601 UTC with milliseconds; the date part is formatted once per second."""
+    global _ts_cache
+    now = time.time()
+    sec = int(now)
+    cached = _ts_cache
+    if cached[0] != sec:
+        cached = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _ts_cache = cached
+    return f"{cached[1]}.{int((now - sec) * 1000):03d}Z"
 
 
 def _clamp_headers(headers: Mapping[str, Any]) -> dict[str, str]:
@@ -110,22 +122,22 @@ def _clamp_headers(headers: Mapping[str, Any]) -> dict[str, str]:
 
 
 def encode_entry(entry: RequestLogEntry | Mapping[str, Any], default_source: str = "sdk") -> bytes:
-    """Encode one entry to its wire JSON (snake_case, unset fields omitted).
+    """Encode one entry to its wire JSON (snake_case, unset fields omitted); see ``encode_fields``."""
+    if not isinstance(entry, RequestLogEntry):
+        entry = RequestLogEntry.from_dict(entry)
+    return encode_fields(entry.dict(), default_source)
+
+
+def encode_fields(out: dict[str, Any], default_source: str = "sdk") -> bytes:
+    """Encode a dict of entry fields (no None values), adjusting it in place.
 
     Fills ``timestamp`` (now, UTC) and ``source`` when missing, clamps strings to the gateway's
     limits, cuts bodies to 16 KiB and records the full body size when the caller did not.
     """
-    if not isinstance(entry, RequestLogEntry):
-        entry = RequestLogEntry.from_dict(entry)
-    out: dict[str, Any] = {}
-    for name in _FIELD_NAMES:
-        value = getattr(entry, name)
-        if value is None:
-            continue
+    for name, value in out.items():
         limit = _STR_LIMITS.get(name)
         if limit is not None and isinstance(value, str) and len(value) > limit:
-            value = value[:limit]
-        out[name] = value
+            out[name] = value[:limit]
     for body, size in (("request_body", "request_body_size"), ("response_body", "response_body_size")):
         text = out.get(body)
         if text is not None:
@@ -139,10 +151,12 @@ def encode_entry(entry: RequestLogEntry | Mapping[str, Any], default_source: str
             out[body] = text
     headers = out.get("headers")
     if headers is not None and (len(headers) > MAX_HEADERS
-                                or any(len(v) > MAX_HEADER_VALUE for v in headers.values())):
+                                or any(len(str(v)) > MAX_HEADER_VALUE for v in headers.values())):
         out["headers"] = _clamp_headers(headers)
     if "timestamp" not in out:
         out["timestamp"] = _now_iso()
     if "source" not in out:
         out["source"] = default_source
-    return orjson.dumps(out)
+    # orjson hands back a bytes object inside a ~4-8 KiB allocation; a queue of 10 000 of them
+    # would hold 80 MiB. The right-sized copy costs about 0.3 µs.
+    return bytes(memoryview(orjson.dumps(out)))

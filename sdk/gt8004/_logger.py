@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from ._config import TransportConfig, TransportStats
-from ._entry import RequestLogEntry, encode_entry
+from ._entry import RequestLogEntry, encode_entry, encode_fields
 from ._sender import OutcomeKind
 from ._transport import DropCallback, Transport
 
@@ -69,6 +69,17 @@ class GT8004Logger:
             return False
         try:
             return self.transport.submit(encode_entry(entry))
+        except Exception:  # noqa: BLE001 - the SDK never raises into the host
+            log.exception("gt8004: could not queue an entry")
+            return False
+
+    def log_fields(self, fields: dict[str, Any]) -> bool:
+        """Queue an entry given as a dict of SPEC §2 fields without None values (the middleware's
+        fast path: no ``RequestLogEntry`` round trip). The dict is adjusted in place."""
+        if not self.enabled:
+            return False
+        try:
+            return self.transport.submit(encode_fields(fields))
         except Exception:  # noqa: BLE001 - the SDK never raises into the host
             log.exception("gt8004: could not queue an entry")
             return False

@@ -113,7 +113,7 @@ class Sender:
         body = self.body(batch)
         headers = dict(self._headers)
         if self.use_gzip and len(body) >= GZIP_MIN_BYTES:
-            body = gzip.compress(body, compresslevel=5)
+            body = gzip.compress(body, compresslevel=1)  # JSON shrinks ~10x even at level 1; 3x cheaper than 5
             headers["Content-Encoding"] = "gzip"
         return body, headers
 

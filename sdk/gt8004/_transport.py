@@ -82,7 +82,8 @@ class Transport:
     def _reset_runtime(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._queue: deque[tuple[float, bytes]] = deque()
+        self._queue: deque[bytes] = deque()  # encoded entries, oldest first
+        self._times: deque[float] = deque()  # their enqueue times (floats: no GC-tracked tuples)
         self._queued_bytes = 0
         self._pending: deque[Batch] = deque()  # put-back batches, resent first with their ids
         self._held_entries = 0  # entries in pending batches and in flight
@@ -129,7 +130,8 @@ class Transport:
                 reason = "closed"
             elif (len(self._queue) + self._held_entries < self.config.max_queue_entries
                   and self._queued_bytes + self._held_bytes + len(data) <= self.config.max_queue_bytes):
-                self._queue.append((time.monotonic(), data))
+                self._queue.append(data)
+                self._times.append(time.monotonic())
                 self._queued_bytes += len(data)
                 n = len(self._queue)
                 if not self._wake_pending and (n == 1 or n >= self._batch_limit
@@ -357,7 +359,7 @@ class Transport:
             due = bool(queue) and (
                 self._flush_requested or self._closing or len(queue) >= self._batch_limit
                 or self._queued_bytes >= self._byte_limit
-                or (self._auto_flush and now - queue[0][0] >= self.config.flush_interval))
+                or (self._auto_flush and now - self._times[0] >= self.config.flush_interval))
             if due and not (self._prefer_spool and spool is not None):
                 return self._cut_locked(), None
         if spool is not None and not self._closing:
@@ -370,17 +372,18 @@ class Transport:
                 return self._cut_locked(), None
             if not self._queue or not self._auto_flush:
                 return None, None
-            return None, max(0.0, self._queue[0][0] + self.config.flush_interval - now)
+            return None, max(0.0, self._times[0] + self.config.flush_interval - now)
 
     def _cut_locked(self) -> Batch:
         entries: list[bytes] = []
         size = 0
-        queue = self._queue
+        queue, times = self._queue, self._times
         while queue and len(entries) < self._batch_limit:
-            data = queue[0][1]
+            data = queue[0]
             if entries and size + len(data) > self._byte_limit:
                 break
             queue.popleft()
+            times.popleft()
             entries.append(data)
             size += len(data)
         self._queued_bytes -= size
@@ -482,18 +485,22 @@ class Transport:
         with self._lock:
             leftovers = list(self._pending)
             self._pending.clear()
-            entries = [data for _, data in self._queue]
+            entries = list(self._queue)
             self._queue.clear()
+            self._times.clear()
             self._queued_bytes = self._held_entries = self._held_bytes = 0
             if not self._closed:
                 self._closed = True
         size = self.config.batch_size
         leftovers.extend(Batch(entries[i:i + size]) for i in range(0, len(entries), size))
+        lost = 0
         for batch in leftovers:
             if self._spool is not None and self._spool.write_batch(batch):
                 self._stats.spooled += len(batch.entries)
             else:
-                self._drop(len(batch.entries), "shutdown")
+                lost += len(batch.entries)
+        if lost:
+            self._drop(lost, "shutdown")
         if self._spool is not None:
             self._spool.seal()
         self._resolve_waiters(not leftovers)

@@ -3,19 +3,19 @@
 Pure ASGI, modelled on Starlette's ``GZipMiddleware``: the instance is stateless, non-HTTP scopes
 (websocket, lifespan) pass straight through, and ``receive``/``send`` are wrapped, never buffered,
 so streaming responses keep streaming. The entry is built after the response is complete and
-queued with ``GT8004Logger.log_nowait``: nothing waits on the network, and an SDK error is logged,
+queued with ``GT8004Logger.log_fields``: nothing waits on the network, and an SDK error is logged,
 never raised into the app. Exceptions of the app itself are recorded (status 500) and re-raised.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .._entry import BODY_LIMIT, RequestLogEntry, truncate_utf8
+from .._entry import BODY_LIMIT, truncate_utf8
 from .._logger import GT8004Logger
 from ._extract import client_ip, customer_from_headers, detect_rpc, x402_fields
 
@@ -39,6 +39,7 @@ SENSITIVE_HEADERS = frozenset({
 })
 _COUNTRY_HEADERS = ("cf-ipcountry", "x-vercel-ip-country", "cloudfront-viewer-country", "x-country")
 _CITY_HEADERS = ("x-vercel-ip-city", "cf-ipcity", "x-city")
+_X402_EXPLICIT = ("x-402-amount", "x-402-tx-hash", "x-402-token", "x-402-payer")
 
 
 class _Capture:
@@ -129,14 +130,11 @@ class GT8004Middleware:
             raise
         finally:
             try:
-                logger.log_nowait(self._entry(scope, cap, started, error))
+                logger.log_fields(self._entry(scope, cap, started, error))
             except Exception:  # noqa: BLE001 - the SDK must never break the host
                 log.exception("gt8004: could not record a request")
 
-    def _body(self, chunks: list[bytes]) -> str | None:
-        if not chunks:
-            return None
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    def _body(self, raw: bytes) -> str | None:
         text = raw[: self.max_body_bytes].decode("utf-8", "replace")
         if self.sanitize_fn is not None:
             try:
@@ -149,53 +147,68 @@ class GT8004Middleware:
         return truncate_utf8(text, self.max_body_bytes)
 
     def _entry(self, scope: Scope, cap: _Capture, started: float,
-               error: BaseException | None) -> RequestLogEntry:
+               error: BaseException | None) -> dict[str, Any]:
+        """The entry's fields (SPEC §2) as a dict without None values."""
         ended = cap.done_at or time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        resp_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in cap.resp_headers}
-        status = cap.status or 500
-        request_body = self._body(cap.req_chunks)
         method: str = scope.get("method", "GET")
-        protocol = "http"
-        tool: str | None = headers.get("x-tool-name")
+        out: dict[str, Any] = {
+            "request_id": (headers.get("x-request-id") or "")[:128] or os.urandom(16).hex(),
+            "method": method,
+            "path": scope.get("path", ""),
+            "status_code": cap.status or 500,
+            "response_ms": round((ended - started) * 1000.0, 3),
+            "request_body_size": cap.req_size,
+            "response_body_size": cap.resp_size,
+            "protocol": "http",
+            "source": "sdk",
+        }
+        tool = headers.get("x-tool-name")
         content_type = headers.get("content-type", "")
-        if method == "POST" and cap.req_chunks:
+        if cap.req_chunks:
             raw = cap.req_chunks[0] if len(cap.req_chunks) == 1 else b"".join(cap.req_chunks)
-            rpc = detect_rpc(raw, content_type)
-            if rpc is not None:
-                protocol, method, rpc_tool = rpc
-                tool = tool or rpc_tool
+            if method == "POST":
+                rpc = detect_rpc(raw, content_type)
+                if rpc is not None:
+                    out["protocol"], out["method"], rpc_tool = rpc
+                    tool = tool or rpc_tool
+            if (body := self._body(raw)) is not None:
+                out["request_body"] = body
+        if cap.resp_chunks and (body := self._body(b"".join(cap.resp_chunks))) is not None:
+            out["response_body"] = body
         if tool is None:
-            route = scope.get("route")
-            endpoint = scope.get("endpoint")
-            tool = getattr(route, "name", None) or getattr(endpoint, "__name__", None)
-        entry = RequestLogEntry(
-            request_id=(headers.get("x-request-id") or "")[:128] or str(uuid.uuid4()),
-            method=method,
-            path=scope.get("path", ""),
-            status_code=status,
-            response_ms=round((ended - started) * 1000.0, 3),
-            customer_id=customer_from_headers(headers),
-            tool_name=tool,
-            error_type=type(error).__name__ if error is not None else None,
-            request_body=request_body,
-            response_body=self._body(cap.resp_chunks),
-            request_body_size=cap.req_size,
-            response_body_size=cap.resp_size,
-            protocol=protocol,
-            source="sdk",
-            ip_address=client_ip(headers, scope.get("client"), self.trust_forwarded_headers),
-            user_agent=headers.get("user-agent"),
-            referer=headers.get("referer"),
-            content_type=content_type or resp_headers.get("content-type"),
-            accept_language=headers.get("accept-language"),
-            country=next((headers[h] for h in _COUNTRY_HEADERS if h in headers), None),
-            city=next((headers[h] for h in _CITY_HEADERS if h in headers), None),
-        )
+            tool = (getattr(scope.get("route"), "name", None)
+                    or getattr(scope.get("endpoint"), "__name__", None))
+        if tool:
+            out["tool_name"] = tool
+        if error is not None:
+            out["error_type"] = type(error).__name__
+        if (customer := customer_from_headers(headers)) is not None:
+            out["customer_id"] = customer
+        if (ip := client_ip(headers, scope.get("client"), self.trust_forwarded_headers)) is not None:
+            out["ip_address"] = ip
+        resp_headers: dict[str, str] | None = None
+        for key in ("user-agent", "referer", "accept-language"):
+            if (value := headers.get(key)) is not None:
+                out[key.replace("-", "_")] = value
+        if content_type:
+            out["content_type"] = content_type
+        else:
+            resp_headers = self._decode(cap.resp_headers)
+            if ct := resp_headers.get("content-type"):
+                out["content_type"] = ct
+        for names, field in ((_COUNTRY_HEADERS, "country"), (_CITY_HEADERS, "city")):
+            for name in names:
+                if name in headers:
+                    out[field] = headers[name]
+                    break
         if self.capture_headers:
-            entry.headers = {k: v for k, v in headers.items() if k not in SENSITIVE_HEADERS}
-        if "x-payment" in headers or "x-payment-response" in resp_headers or any(
-                k.startswith("x-402-") for k in (*headers, *resp_headers)):
-            for name, value in x402_fields(headers, resp_headers).items():
-                setattr(entry, name, value)
-        return entry
+            out["headers"] = {k: v for k, v in headers.items() if k not in SENSITIVE_HEADERS}
+        if "x-payment" in headers or any(n in headers for n in _X402_EXPLICIT) or any(
+                n == b"x-payment-response" or n.startswith(b"x-402-") for n, _ in cap.resp_headers):
+            out.update(x402_fields(headers, resp_headers or self._decode(cap.resp_headers)))
+        return out
+
+    @staticmethod
+    def _decode(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}

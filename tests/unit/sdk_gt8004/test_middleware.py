@@ -170,7 +170,7 @@ async def test_sdk_failure_never_reaches_the_host(monkeypatch: pytest.MonkeyPatc
     def explode(*_a: Any, **_k: Any) -> bool:
         raise RuntimeError("sdk bug")
 
-    monkeypatch.setattr(logger, "log_nowait", explode)
+    monkeypatch.setattr(logger, "log_fields", explode)
     resp = await call(app, "POST", "/chat", json={"m": 1})
     assert resp.status_code == 200 and resp.json()["response"] == "ok"
     await logger.close()

@@ -148,6 +148,7 @@ async def test_overflow_beyond_the_memory_bound_is_reported_never_silent() -> No
     assert logger.stats().dropped == {"queue_full": 15}
     await logger.close(timeout=0.2)
     assert logger.stats().dropped == {"queue_full": 15, "shutdown": 20}
+    assert drops[-1] == (20, "shutdown")  # one report for the whole remainder
 
 
 async def test_unauthorized_stops_sending_and_reports() -> None:

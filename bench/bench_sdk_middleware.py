@@ -1,0 +1,241 @@
+"""Overhead of GT8004Middleware and of GT8004Logger.log, measured in one run against a baseline.
+
+1. Real servers: the same FastAPI app served by uvicorn twice (separate processes), once plain and
+   once with the middleware logging to a local sink process; a load process sends the same
+   keep-alive requests to both, interleaved in rounds. Added latency = with - without (p50, p99).
+2. In-process ASGI: the app called directly with and without the middleware (no network noise).
+3. ``log()``: cost per call of ``GT8004Logger.log_nowait`` (encode + queue) with a live worker.
+
+    python bench/bench_sdk_middleware.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BODY = b'{"message":"hello, what is the weather like in Seoul today?"}'
+
+
+def build_app(with_middleware: bool, sink_url: str | None) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    if with_middleware:
+        from gt8004 import GT8004Logger
+        from gt8004.middleware.fastapi import GT8004Middleware
+
+        logger = GT8004Logger("bench-agent", "bench-key", sink_url or "http://127.0.0.1:9/v1/ingest",
+                              batch_size=int(os.environ.get("BENCH_BATCH_SIZE", "50")),
+                              max_queue_entries=1_000_000)
+        logger.transport.start_auto_flush()
+        app.add_middleware(GT8004Middleware, logger=logger)
+
+    @app.post("/chat")
+    async def chat(message: dict[str, Any]) -> dict[str, Any]:
+        return {"response": "done", "tokens": 12}
+
+    return app
+
+
+def serve(kind: str, port: int, sink_url: str) -> None:
+    import uvicorn
+
+    uvicorn.run(build_app(kind == "gt8004", sink_url), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False)
+
+
+def serve_sink(port: int) -> None:
+    import uvicorn
+
+    from tests.integration.sdk_gt8004._sink import Sink
+
+    sink = Sink()
+    uvicorn.run(sink.app, host="127.0.0.1", port=port, log_level="warning", access_log=False, interface="asgi3")
+
+
+def load(port: int, n: int) -> None:
+    """Keep-alive raw HTTP/1.1 client: prints one latency (ns) per request."""
+    request = (f"POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(BODY)}\r\nUser-Agent: bench\r\n\r\n").encode() + BODY
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        sock.sendall(request)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += sock.recv(65536)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        out.append(time.perf_counter_ns() - started)
+    sock.close()
+    sys.stdout.write("\n".join(map(str, out)) + "\n")
+
+
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT)
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server on {port} did not start")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _run_load(port: int, n: int) -> list[float]:
+    out = subprocess.run([sys.executable, __file__, "--load", str(port), str(n)], capture_output=True,
+                         check=True, cwd=ROOT).stdout.split()
+    return [int(x) / 1000.0 for x in out]  # µs
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def real_servers(rounds: int, per_round: int) -> None:
+    sink_port, plain_port, sdk_port = _free_port(), _free_port(), _free_port()
+    procs = [_spawn("--sink", str(sink_port))]
+    _wait_port(sink_port)
+    sink_url = f"http://127.0.0.1:{sink_port}/v1/ingest"
+    procs += [_spawn("--serve", "plain", str(plain_port), sink_url),
+              _spawn("--serve", "gt8004", str(sdk_port), sink_url)]
+    try:
+        _wait_port(plain_port)
+        _wait_port(sdk_port)
+        _run_load(plain_port, 300)  # warm up both
+        _run_load(sdk_port, 300)
+        plain: list[float] = []
+        sdk: list[float] = []
+        for _ in range(rounds):
+            plain += _run_load(plain_port, per_round)
+            sdk += _run_load(sdk_port, per_round)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+    p50a, p50b = statistics.median(plain), statistics.median(sdk)
+    p99a, p99b = pct(plain, 0.99), pct(sdk, 0.99)
+    print(f"[uvicorn, {len(plain)} requests each, keep-alive, interleaved rounds]")
+    print(f"  baseline (no middleware): p50 {p50a:8.1f} µs   p99 {p99a:8.1f} µs")
+    print(f"  with GT8004Middleware   : p50 {p50b:8.1f} µs   p99 {p99b:8.1f} µs")
+    print(f"  added latency           : p50 {p50b - p50a:+8.1f} µs   p99 {p99b - p99a:+8.1f} µs"
+          f"   (targets <= 50 / <= 200 µs)")
+    print(f"  ratio to baseline       : p50 x{p50b / p50a:.3f}   p99 x{p99b / p99a:.3f}")
+
+
+async def in_process(n: int) -> None:
+    import httpx
+    from gt8004 import GT8004Logger
+    from gt8004.middleware.fastapi import GT8004Middleware
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(202, json={"status": "accepted", "entries": 0, "rejected": []})
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"response":"done"}'})
+
+    logger = GT8004Logger("a", "k", "http://sink/v1/ingest", max_queue_entries=10 * n,
+                          http_transport=httpx.MockTransport(handler))
+    wrapped = GT8004Middleware(app, logger=logger)
+    scope = {"type": "http", "method": "POST", "path": "/chat", "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"agent"), (b"content-type", b"application/json"), (b"user-agent", b"bench"),
+                         (b"content-length", str(len(BODY)).encode())]}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    async def timed(target: Any) -> float:
+        best = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(n):
+                await target(dict(scope), receive, send)
+            best.append((time.perf_counter() - started) / n * 1e6)
+        return min(best)
+
+    base = await timed(app)
+    with_mw = await timed(wrapped)
+    print(f"[in-process ASGI call, best of 5 x {n}]")
+    print(f"  baseline app: {base:6.2f} µs/request   with middleware: {with_mw:6.2f} µs/request"
+          f"   added {with_mw - base:+6.2f} µs   (x{with_mw / base:.1f})")
+
+    from gt8004 import RequestLogEntry
+    from gt8004._entry import encode_entry
+
+    entry = RequestLogEntry(request_id="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", method="POST", path="/chat",
+                            status_code=200, response_ms=12.5, customer_id="customer-123",
+                            tool_name="chat", request_body=BODY.decode(), response_body='{"response":"done"}',
+                            user_agent="bench", ip_address="127.0.0.1", protocol="http")
+    started = time.perf_counter()
+    for _ in range(n):
+        encode_entry(entry)
+    encode_us = (time.perf_counter() - started) / n * 1e6
+    started = time.perf_counter()
+    for _ in range(n):
+        logger.log_nowait(entry)
+    log_us = (time.perf_counter() - started) / n * 1e6
+    seed_style = [entry] * 0
+    started = time.perf_counter()
+    for _ in range(n):
+        seed_style.append(entry)  # the seed's `self._queue.append(entry)`: the floor
+    append_us = (time.perf_counter() - started) / n * 1e6
+    print(f"[GT8004Logger.log cost, {n} calls]  log_nowait {log_us:.2f} µs/call "
+          f"(encode {encode_us:.2f} µs + queue); bare list.append baseline {append_us:.3f} µs")
+    await logger.close()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--sink":
+        serve_sink(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--load":
+        load(int(sys.argv[2]), int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (about 15 s)")
+    args = parser.parse_args()
+    rounds, per_round, calls = (4, 500, 5_000) if args.quick else (10, 2_000, 50_000)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+    asyncio.run(in_process(calls))
+    real_servers(rounds, per_round)
+
+
+if __name__ == "__main__":
+    main()
