@@ -69,6 +69,7 @@ async def test_broker_restart_while_reporting_loses_nothing(mosquitto_process: L
     stats = client.stats()
     assert (stats.accepted, stats.acknowledged, stats.dropped) == (total, total, 0)
     assert client.is_connected()
+    await peer.wait_until(lambda: peer.key_requests >= 2)  # the key list is asked for again after reconnecting
     await peer.stop()
 
 

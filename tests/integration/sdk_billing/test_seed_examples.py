@@ -167,3 +167,22 @@ async def test_readme_fragments(mosquitto: MqttEndpoint, seed_env: dict[str, str
         assert failed[0]["metadata"] == {"status": "error", "error": "name 'process_data' is not defined"}
     finally:
         await peer.stop()
+
+
+async def test_sdk_readme_billing_example(mosquitto: MqttEndpoint, seed_env: dict[str, str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our own README's billing example runs too (its host comes from BILLING_MQTT_HOST)."""
+    readme = (Path(__file__).resolve().parents[3] / "sdk" / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## billing_sdk"):]
+    block = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert block is not None
+    monkeypatch.setenv("BILLING_MQTT_HOST", "localhost")
+    peer = await BillingPeer(mosquitto, {KEY: "ok"}).start()
+    try:
+        namespace: dict[str, Any] = {"key": KEY, "__name__": "readme"}
+        await _run(block.group(1), namespace)
+        await peer.wait_until(lambda: len(peer.reports) >= 2)
+        assert sorted((r["module"], r["usage"]) for r in peer.reports) == [("llm", 150), ("tts", 42)]
+        assert not namespace["client"].is_connected()  # the example ends with disconnect()
+    finally:
+        await peer.stop()

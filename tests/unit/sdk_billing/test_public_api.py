@@ -61,3 +61,11 @@ def test_signatures_match_spec() -> None:
 def test_password_not_in_repr() -> None:
     client = BillingClient("localhost", 8883, "user", "hunter2-secret")
     assert "hunter2-secret" not in repr(client._config)
+
+
+def test_reconnect_backoff_grows_with_jitter_and_is_capped() -> None:
+    client = BillingClient("localhost", 8883, "u", "p", reconnect_min_delay=0.5, reconnect_max_delay=30)
+    first = [client._backoff_delay(0) for _ in range(50)]
+    assert all(0.375 <= d <= 0.625 for d in first) and len(set(first)) > 1
+    assert all(0.75 <= client._backoff_delay(1) <= 1.25 for _ in range(20))
+    assert all(22.5 <= client._backoff_delay(n) <= 37.5 for n in (7, 20, 1000))
