@@ -119,6 +119,7 @@ async def test_spooled_reports_survive_a_killed_process(mosquitto: MqttEndpoint,
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
+        child.stdout.close()  # type: ignore[union-attr]
     peer = await BillingPeer(mosquitto).start()
     try:
         client = _client(mosquitto, spool_path=spool, client_id=f"spool-{uuid.uuid4().hex[:6]}")
