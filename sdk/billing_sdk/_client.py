@@ -176,17 +176,16 @@ class BillingClient:
         if supervisor is None or supervisor.done():
             self._closed = True
             return
-        if self.is_connected() and not await self.flush(timeout):
+        if self.is_connected():
+            await self.flush(timeout)
+        if len(self._queue):
             logger.warning("billing: disconnecting with %d reports not yet acknowledged%s", len(self._queue),
-                           " (kept in the spool)" if self._queue_has_spool() else "")
+                           " (kept in the spool)" if self._queue.spooled else "")
         self._closed = True
         assert self._stop is not None
         self._stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
-
-    def _queue_has_spool(self) -> bool:
-        return self._queue._spool is not None  # noqa: SLF001 - same package
 
     @classmethod
     def _reset_singleton(cls) -> None:

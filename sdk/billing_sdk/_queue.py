@@ -113,6 +113,11 @@ class ReportQueue:
         return len(self._pending) + len(self._inflight)
 
     @property
+    def spooled(self) -> bool:
+        """Whether reports are mirrored to the on-disk spool."""
+        return self._spool is not None
+
+    @property
     def pending(self) -> int:
         return len(self._pending)
 
