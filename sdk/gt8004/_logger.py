@@ -103,9 +103,13 @@ class GT8004Logger:
         """Flush within ``timeout`` and stop; the rest goes to the spool or is reported dropped."""
         try:
             future = self.transport.begin_close(timeout)
-            await asyncio.wait_for(asyncio.wrap_future(future), timeout + 1.0)
+            await asyncio.wait_for(asyncio.wrap_future(future), timeout + 0.5)
+        except TimeoutError:
+            log.warning("gt8004: close did not finish within %.1fs; spilling what is left", timeout)
+            self.transport.abandon()
         except Exception:  # noqa: BLE001
             log.exception("gt8004: close did not finish cleanly")
+            self.transport.abandon()
 
     async def verify_connection(self, timeout: float = 10.0) -> bool:
         """Send one ``sdk_ping`` entry now; True when the ingest API accepted it."""

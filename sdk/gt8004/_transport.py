@@ -11,22 +11,20 @@ a put-back batch (kept with its id), the batch in flight, or the on-disk spool.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures as cf
 import logging
 import os
 import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import httpx
 
 from ._breaker import CircuitBreaker
 from ._config import TransportConfig, TransportStats
+from ._queue import EntryQueue
+from ._runtime import InlineExecutor, install_process_hooks
 from ._sender import Batch, Outcome, OutcomeKind, Sender
 from ._spool import Spool
 
@@ -35,23 +33,6 @@ __all__ = ["DropCallback", "Transport"]
 log = logging.getLogger(__name__)
 
 DropCallback = Callable[[int, str], None]  # (entries lost, reason)
-
-
-class _InlineExecutor(cf.ThreadPoolExecutor):
-    """Runs blocking calls (DNS lookups) inline on the worker's own thread.
-
-    The worker loop is private, so blocking it briefly is harmless, and unlike the default
-    thread pool this keeps working while the interpreter shuts down (the at-exit flush).
-    It is a ``ThreadPoolExecutor`` only because asyncio insists; it never starts a thread.
-    """
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        future: cf.Future[Any] = cf.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
-            future.set_exception(exc)
-        return future
 
 
 class Transport:
@@ -75,23 +56,15 @@ class Transport:
         self._closed = False
         self._auto_flush = True
         self._reset_runtime()
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
-        atexit.register(_at_exit, ref)
+        install_process_hooks(self)
 
     def _reset_runtime(self) -> None:
         self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._queue: deque[bytes] = deque()  # encoded entries, oldest first
-        self._times: deque[float] = deque()  # their enqueue times (floats: no GC-tracked tuples)
-        self._queued_bytes = 0
-        self._pending: deque[Batch] = deque()  # put-back batches, resent first with their ids
-        self._held_entries = 0  # entries in pending batches and in flight
-        self._held_bytes = 0
-        self._batch_limit = self.config.batch_size  # lowered after a 413, restored on success
-        self._byte_limit = self.config.max_batch_bytes
+        self._lock = threading.Lock()  # worker lifecycle, flush waiters and statistics
+        self._queue = EntryQueue(self.config)
+        self._inflight: Batch | None = None
+        self._finished = False
         self._prefer_spool = False
-        self._wake_pending = False
         self._flush_requested = False
         self._waiters: list[cf.Future[bool]] = []
         self._closing = False
@@ -105,7 +78,7 @@ class Transport:
         self._client: httpx.AsyncClient | None = None
         self._done: cf.Future[None] = cf.Future()
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
         """In a forked child: the parent still owns (and sends) what it queued; start afresh."""
         self._reset_runtime()
         if self._spool is not None:
@@ -123,28 +96,17 @@ class Transport:
         if not self.enabled:
             return False
         if os.getpid() != self._pid:
-            self._after_fork()
-        signal = False
-        with self._lock:
-            if self._closed:
-                reason = "closed"
-            elif (len(self._queue) + self._held_entries < self.config.max_queue_entries
-                  and self._queued_bytes + self._held_bytes + len(data) <= self.config.max_queue_bytes):
-                self._queue.append(data)
-                self._times.append(time.monotonic())
-                self._queued_bytes += len(data)
-                n = len(self._queue)
-                if not self._wake_pending and (n == 1 or n >= self._batch_limit
-                                               or self._queued_bytes >= self._byte_limit):
-                    self._wake_pending = signal = True
-                reason = ""
-            else:
-                reason = "queue_full"
-        if not reason:
+            self.after_fork()
+        if self._closed:
+            self._drop(1, "closed")
+            return False
+        kept, signal = self._queue.offer(data)
+        if kept:
             if signal:
                 self._signal()
             return True
-        if reason == "queue_full" and self._spool is not None:
+        reason = "queue_full"
+        if self._spool is not None:
             if self._spool.append(data):
                 with self._lock:
                     self._stats.spooled += 1
@@ -174,7 +136,7 @@ class Transport:
                 self._flush_requested = True
                 self._close_deadline = time.monotonic() + max(0.0, timeout)
             running = self._thread is not None and self._thread.is_alive()
-            has_work = bool(self._queue or self._pending)
+        has_work = not self._queue.idle()
         if not running and not has_work:
             self._finish()
             return self._done
@@ -195,11 +157,21 @@ class Transport:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(self._ping(data), self._loop)
 
+    def close_at_exit(self) -> None:
+        """The at-exit flush: send what is queued within ``exit_timeout``, spool or report the rest."""
+        if self._closed or os.getpid() != self._pid:
+            return
+        timeout = self.config.exit_timeout
+        try:
+            self.begin_close(timeout).result(timeout + 0.5)
+        except Exception:  # noqa: BLE001 - nothing may escape at exit
+            log.debug("gt8004: at-exit flush did not finish in time", exc_info=True)
+            self.abandon()
+
     def stats(self) -> TransportStats:
         with self._lock:
             snapshot = replace(self._stats, dropped=dict(self._stats.dropped))
-            snapshot.queued = len(self._queue) + self._held_entries
-            snapshot.queued_bytes = self._queued_bytes + self._held_bytes
+        snapshot.queued, snapshot.queued_bytes = self._queue.size()
         snapshot.spool_bytes = self._spool.size_bytes if self._spool is not None else 0
         snapshot.breaker_state = self._breaker.state
         snapshot.auth_failed = self._auth_failed
@@ -246,7 +218,7 @@ class Transport:
 
     def _start_worker_locked(self) -> None:
         loop = asyncio.new_event_loop()
-        loop.set_default_executor(_InlineExecutor())
+        loop.set_default_executor(InlineExecutor())
         self._loop = loop
         self._wake = asyncio.Event()
         self._close_event = asyncio.Event()
@@ -286,7 +258,11 @@ class Transport:
                 batch = await self._next_batch()
                 if batch is None:
                     break
+                self._inflight = batch
                 outcome = await self._sender.send(client, batch, self._sleep)
+                if self._finished:  # abandoned meanwhile: the batch was already spilled or reported
+                    break
+                self._inflight = None
                 self._settle(batch, outcome)
         finally:
             await client.aclose()
@@ -327,10 +303,9 @@ class Transport:
         assert self._wake is not None
         while True:
             self._wake.clear()
-            with self._lock:
-                self._wake_pending = False
+            self._queue.clear_wake()
             now = time.monotonic()
-            if self._closing and now >= self._close_deadline:
+            if self._finished or (self._closing and now >= self._close_deadline):
                 return None
             if self._auth_failed or not self._breaker.allow():
                 self._resolve_waiters(False)
@@ -341,9 +316,7 @@ class Transport:
             batch, timeout = self._take(now)
             if batch is not None:
                 return batch
-            with self._lock:
-                idle = not self._queue and not self._pending
-            if idle:
+            if self._queue.idle():
                 self._resolve_waiters(True)
             if self._closing:
                 return None
@@ -351,59 +324,36 @@ class Transport:
 
     def _take(self, now: float) -> tuple[Batch | None, float | None]:
         """The next batch to send, or (None, seconds until the oldest entry is due)."""
-        spool = self._spool
-        with self._lock:
-            if self._pending:
-                return self._pending.popleft(), None
-            queue = self._queue
-            due = bool(queue) and (
-                self._flush_requested or self._closing or len(queue) >= self._batch_limit
-                or self._queued_bytes >= self._byte_limit
-                or (self._auto_flush and now - self._times[0] >= self.config.flush_interval))
-            if due and not (self._prefer_spool and spool is not None):
-                return self._cut_locked(), None
+        queue, spool = self._queue, self._spool
+        batch = queue.take_pending()
+        if batch is not None:
+            return batch, None
+        due = queue.is_due(now, self._flush_requested or self._closing, self._auto_flush)
+        if due and not (self._prefer_spool and spool is not None):
+            batch = queue.cut()
+            if batch is not None:
+                self._prefer_spool = spool is not None  # alternate with the spool: both drain
+                return batch, None
         if spool is not None and not self._closing:
             batch = spool.claim()
             if batch is not None:
                 self._prefer_spool = False
                 return batch, None
-        with self._lock:
-            if due and self._queue:
-                return self._cut_locked(), None
-            if not self._queue or not self._auto_flush:
-                return None, None
-            return None, max(0.0, self._times[0] + self.config.flush_interval - now)
-
-    def _cut_locked(self) -> Batch:
-        entries: list[bytes] = []
-        size = 0
-        queue, times = self._queue, self._times
-        while queue and len(entries) < self._batch_limit:
-            data = queue[0]
-            if entries and size + len(data) > self._byte_limit:
-                break
-            queue.popleft()
-            times.popleft()
-            entries.append(data)
-            size += len(data)
-        self._queued_bytes -= size
-        self._held_entries += len(entries)
-        self._held_bytes += size
-        self._prefer_spool = self._spool is not None
-        return Batch(entries)
+        if due:
+            batch = queue.cut()
+            if batch is not None:
+                return batch, None
+        return None, queue.due_in(now, self._auto_flush)
 
     def _release_memory(self, batch: Batch) -> None:
         if batch.spool_path is None:
-            with self._lock:
-                self._held_entries -= len(batch.entries)
-                self._held_bytes -= batch.nbytes
+            self._queue.release(batch)
 
     def _put_back(self, batch: Batch) -> None:
         if batch.spool_path is not None and self._spool is not None:
             self._spool.release(batch, done=False)
         else:
-            with self._lock:
-                self._pending.appendleft(batch)
+            self._queue.put_back(batch)
 
     def _settle(self, batch: Batch, outcome: Outcome) -> None:
         kind, n = outcome.kind, len(batch.entries)
@@ -414,11 +364,10 @@ class Transport:
             if self._spool is not None:
                 self._spool.release(batch, done=True)
             rejected = min(len(outcome.rejected), n)
+            self._queue.grow_limits()
             with self._lock:
                 self._stats.delivered += n - rejected
                 self._stats.rejected += rejected
-                self._batch_limit = min(self.config.batch_size, self._batch_limit * 2)
-                self._byte_limit = min(self.config.max_batch_bytes, self._byte_limit * 2)
             if rejected:
                 log.warning("gt8004: the server rejected %d entr%s of batch %s: %s", rejected,
                             "y" if rejected == 1 else "ies", batch.batch_id, outcome.rejected[:3])
@@ -459,18 +408,14 @@ class Transport:
             return
         half = n // 2
         first, second = Batch(batch.entries[:half]), Batch(batch.entries[half:])
-        with self._lock:
-            self._batch_limit = max(1, half)
-            self._byte_limit = max(1, batch.nbytes // 2)
+        self._queue.shrink_limits(batch)
         if batch.spool_path is not None and self._spool is not None:
             for part in (first, second):
                 if not self._spool.write_batch(part):
                     self._drop(len(part.entries), "spool_full")
             self._spool.release(batch, done=True)
             return
-        with self._lock:
-            self._pending.appendleft(second)
-            self._pending.appendleft(first)
+        self._queue.put_back(first, second)
 
     def _resolve_waiters(self, ok: bool) -> None:
         with self._lock:
@@ -480,19 +425,20 @@ class Transport:
             if not waiter.done():
                 waiter.set_result(ok)
 
-    def _finish(self) -> None:
+    def abandon(self) -> None:
+        """Closing ran out of time: spill or report everything held now, the batch in flight too."""
+        self._finish(include_inflight=True)
+
+    def _finish(self, include_inflight: bool = False) -> None:
         """Worker gone (closing): spill what is left to the spool or report it as dropped."""
         with self._lock:
-            leftovers = list(self._pending)
-            self._pending.clear()
-            entries = list(self._queue)
-            self._queue.clear()
-            self._times.clear()
-            self._queued_bytes = self._held_entries = self._held_bytes = 0
-            if not self._closed:
-                self._closed = True
-        size = self.config.batch_size
-        leftovers.extend(Batch(entries[i:i + size]) for i in range(0, len(entries), size))
+            if self._finished:
+                return
+            self._finished = self._closed = True
+        leftovers = self._queue.drain()
+        inflight = self._inflight
+        if include_inflight and inflight is not None and inflight.spool_path is None:
+            leftovers.insert(0, inflight)  # a spooled batch in flight stays on disk (recovered later)
         lost = 0
         for batch in leftovers:
             if self._spool is not None and self._spool.write_batch(batch):
@@ -506,20 +452,3 @@ class Transport:
         self._resolve_waiters(not leftovers)
         if not self._done.done():
             self._done.set_result(None)
-
-
-def _after_fork_in_child(ref: weakref.ref[Transport]) -> None:
-    transport = ref()
-    if transport is not None:
-        transport._after_fork()
-
-
-def _at_exit(ref: weakref.ref[Transport]) -> None:
-    transport = ref()
-    if transport is None or transport._closed or os.getpid() != transport._pid:
-        return
-    timeout = transport.config.exit_timeout
-    try:
-        transport.begin_close(timeout).result(timeout + 1.0)
-    except Exception:  # noqa: BLE001 - nothing may escape at exit
-        log.debug("gt8004: at-exit flush did not finish", exc_info=True)

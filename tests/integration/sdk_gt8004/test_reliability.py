@@ -171,3 +171,52 @@ async def test_retry_after_is_honoured_and_413_splits_against_a_real_server(sink
         assert max(b["n"] for b in small.batches) <= 5
     finally:
         small.stop()
+
+
+EXIT_CHILD = textwrap.dedent("""
+    import asyncio, sys, time
+    from gt8004 import GT8004Logger, RequestLogEntry
+
+    url, spool, count = sys.argv[1], sys.argv[2] or None, int(sys.argv[3])
+    logger = GT8004Logger("agent-exit", "key", url, batch_size=10, flush_interval=60.0, spool_dir=spool,
+                          exit_timeout=1.0, timeout=30.0)
+
+    async def main():
+        for i in range(count):
+            await logger.log(RequestLogEntry(request_id=f"x{i}", method="GET", path="/", status_code=200,
+                                             response_ms=1.0))
+        if count == 0:
+            print("FLUSHED", await logger.flush(timeout=20), flush=True)
+
+    asyncio.run(main())
+    print("EXITING", time.monotonic(), flush=True)
+""")
+
+
+def _run_exit_child(url: str, spool: str, count: int) -> tuple[list[str], float]:
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", EXIT_CHILD, url, spool, str(count)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    return out, time.monotonic() - started
+
+
+def test_exit_flushes_what_is_queued(sink: Sink) -> None:
+    out, _ = _run_exit_child(sink.url, "", 25)  # nothing due before exit: 2 full batches + 5 by age 60 s
+    assert "EXITING" in out
+    counts = sink.request_ids()
+    assert set(counts) == {f"x{i}" for i in range(25)} and set(counts.values()) == {1}
+
+
+def test_exit_with_a_hanging_endpoint_keeps_its_deadline_and_spools(sink: Sink, tmp_path: Path) -> None:
+    sink.mode = "hang"
+    out, elapsed = _run_exit_child(sink.url, str(tmp_path), 25)
+    assert "EXITING" in out and elapsed < 8.0  # exit_timeout 1 s (+ interpreter start and teardown)
+    assert sink.hung >= 1
+    sink.mode = "ok"
+    out, _ = _run_exit_child(sink.url, str(tmp_path), 0)
+    assert out[:2] == ["FLUSHED", "True"]
+    counts = sink.request_ids()
+    assert set(counts) == {f"x{i}" for i in range(25)}
+    # at-least-once: the batch that hung may also have been completed by the server afterwards;
+    # the server deduplicates by request_id. Nothing else is repeated.
+    assert sum(counts.values()) <= 25 + 10
