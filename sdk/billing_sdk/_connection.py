@@ -124,7 +124,7 @@ class MqttConnection:
                 "pass ca_file=... or set SSL_CERT_FILE / BILLING_MQTT_CA_FILE") from exc
         except MQTTConnectError as exc:
             await self.close()
-            code = getattr(exc, "_code", None)
+            code = exc.args[0] if exc.args else None  # MQTTConnectError(code): the CONNACK return code
             if code in _AUTH_CODES:
                 raise AuthenticationError(
                     f"MQTT broker {where} refused user {self._config.username!r}: {_AUTH_CODES[code]}") from exc
