@@ -33,6 +33,7 @@ __all__ = ["DropCallback", "Transport"]
 log = logging.getLogger(__name__)
 
 DropCallback = Callable[[int, str], None]  # (entries lost, reason)
+DROP_LOG_INTERVAL = 10.0  # seconds between two drop warnings of the same reason
 
 
 class Transport:
@@ -53,6 +54,7 @@ class Transport:
         self._spool = (Spool(config.spool_dir, config.max_spool_bytes, config.batch_size)
                        if config.spool_dir is not None else None)
         self._stats = TransportStats()
+        self._drop_logged: dict[str, float] = {}
         self._closed = False
         self._auto_flush = True
         self._reset_runtime()
@@ -178,9 +180,15 @@ class Transport:
         return snapshot
 
     def _drop(self, count: int, reason: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._stats.dropped[reason] = self._stats.dropped.get(reason, 0) + count
-        log.warning("gt8004: dropped %d entr%s (%s)", count, "y" if count == 1 else "ies", reason)
+            total = self._stats.dropped[reason] = self._stats.dropped.get(reason, 0) + count
+            loud = now - self._drop_logged.get(reason, -DROP_LOG_INTERVAL) >= DROP_LOG_INTERVAL
+            if loud:
+                self._drop_logged[reason] = now
+        if loud:  # at most one line per reason every DROP_LOG_INTERVAL: overload must not flood logs
+            log.warning("gt8004: dropped %d entr%s (%s); %d so far for this reason",
+                        count, "y" if count == 1 else "ies", reason, total)
         if self._on_drop is not None:
             try:
                 self._on_drop(count, reason)

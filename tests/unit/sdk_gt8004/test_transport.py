@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from gt8004 import GT8004Logger, RequestLogEntry
 
 FAST = {"retry_delays": (0.0, 0.01, 0.02), "breaker_cooldown": 0.2}
@@ -137,7 +139,9 @@ async def test_413_splits_with_new_batch_ids_and_drops_a_lone_oversize_entry() -
     await logger.close()
 
 
-async def test_overflow_beyond_the_memory_bound_is_reported_never_silent() -> None:
+async def test_overflow_beyond_the_memory_bound_is_reported_never_silent(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="gt8004")
     drops: list[tuple[int, str]] = []
     ingest = FakeIngest(503)
     logger = ingest.logger(batch_size=10, max_queue_entries=20, on_drop=lambda n, why: drops.append((n, why)),
@@ -146,6 +150,8 @@ async def test_overflow_beyond_the_memory_bound_is_reported_never_silent() -> No
     assert kept.count(True) == 20 and kept.count(False) == 15
     assert sum(n for n, _ in drops) == 15 and {why for _, why in drops} == {"queue_full"}
     assert logger.stats().dropped == {"queue_full": 15}
+    warnings = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(warnings) == 1  # every drop reaches the callback; the log is rate-limited
     await logger.close(timeout=0.2)
     assert logger.stats().dropped == {"queue_full": 15, "shutdown": 20}
     assert drops[-1] == (20, "shutdown")  # one report for the whole remainder
