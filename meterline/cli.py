@@ -13,6 +13,7 @@ from meterline.errors import MeterlineError
 #: Modules with a ``register(subparsers)`` function; each adds its subcommands.
 COMMAND_MODULES: tuple[str, ...] = (
     "meterline.commands.infra",
+    "meterline.commands.stack",
     "gateway.cli",
     "meterline.commands.dashboard",
     "stream_workers.cli",

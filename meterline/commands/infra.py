@@ -54,8 +54,9 @@ def cmd_create_topics(args: argparse.Namespace) -> int:
 class LocalInfra:
     """Kafka and Mosquitto for the local stack, started unless the environment names running ones."""
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: StackSettings, extra_mqtt_users: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.extra_mqtt_users = dict(extra_mqtt_users or {})
         self.kafka: LocalKafka | None = None
         self.mosquitto: LocalMosquitto | None = None
 
@@ -67,7 +68,8 @@ class LocalInfra:
         if not self.settings.mqtt_url:
             try:
                 self.mosquitto = LocalMosquitto(home / "mosquitto", port=self.settings.meterline_mqtt_port,
-                                                tls_port=self.settings.meterline_mqtt_tls_port).start()
+                                                tls_port=self.settings.meterline_mqtt_tls_port,
+                                                extra_users=self.extra_mqtt_users).start()
             except BaseException:
                 self.stop()
                 raise

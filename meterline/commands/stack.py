@@ -1,0 +1,153 @@
+"""``meterline up``: the whole local stack in one command.
+
+Starts (unless the environment names running ones) a real Apache Kafka and Mosquitto, creates the
+topics, applies the ClickHouse migrations, makes sure the first agent has an API key, then runs ONE
+process that is the stream worker (Faust) and also serves the gateway app — ingest, MQTT bridge,
+read API and dashboard — on the worker's loop (``faust.contrib.asgi.serve_asgi``). One process, so
+one owner of the embedded ClickHouse engine. Ctrl-C stops the worker, then Kafka and Mosquitto.
+A second run reuses ``METERLINE_HOME`` and keeps the data of the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+from urllib.parse import quote
+
+from meterline.clickhouse import get_client
+from meterline.commands.infra import LocalInfra
+from meterline.migrations import apply_migrations
+from meterline.settings import StackSettings
+from schemas.topics import Topics, create_topics
+
+DEFAULT_AGENT = "demo-agent"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("up", help="run the local stack: Kafka, Mosquitto, gateway + bridge + worker + dashboards")
+    p.add_argument("--agent", default=DEFAULT_AGENT, help=f"agent given a first API key (default {DEFAULT_AGENT})")
+    p.set_defaults(func=cmd_up)
+
+
+def _mqtt_users() -> dict[str, str]:
+    """METERLINE_MQTT_USERS="user:pass,user2:pass2" — extra MQTT logins of the local Mosquitto."""
+    users: dict[str, str] = {}
+    for item in filter(None, os.environ.get("METERLINE_MQTT_USERS", "").split(",")):
+        name, _, password = item.partition(":")
+        users[name.strip()] = password
+    return users
+
+
+def stack_environment(settings: StackSettings, infra: LocalInfra) -> dict[str, str]:
+    """The variables that point gateway and worker settings at this stack's services."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "CLICKHOUSE_URL": settings.effective_clickhouse_url(),
+    }
+    if infra.mosquitto is not None:
+        ep = infra.mosquitto.endpoint
+        env["MQTT_URL"] = f"mqtt://{quote(ep.username)}:{quote(ep.password)}@{ep.host}:{ep.port}"
+        env["MQTT_CA_FILE"] = str(ep.ca_file)
+    return env
+
+
+async def ensure_first_key(bootstrap: str, topic: str, agent_id: str) -> str | None:
+    """Create a key for ``agent_id`` unless it has an active one; return the new raw key, if any."""
+    from gateway.keys.admin import create_key, list_keys
+
+    existing = [r for r in await list_keys(bootstrap, topic) if r.agent_id == agent_id and r.status == "active"]
+    if existing:
+        return None
+    raw, _ = await create_key(bootstrap, topic, agent_id, name="first key (meterline up)")
+    return raw
+
+
+def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | None) -> str:
+    port = settings.meterline_gateway_port
+    base = f"http://127.0.0.1:{port}"
+    lines = [
+        "",
+        "Meterline is up.",
+        f"  ingest      {base}/v1/ingest        (GT8004_INGEST_URL)",
+        f"  dashboard   {base}/dashboard/{agent}",
+        f"  read API    {base}/v1/agents/{agent}/stats     API docs {base}/docs",
+        f"  health      {base}/healthz  {base}/readyz  metrics {base}/metrics",
+        f"  Kafka       {infra.bootstrap_servers}",
+    ]
+    if infra.mosquitto is not None:
+        ep = infra.mosquitto.endpoint
+        lines.append(f"  MQTT        mqtt://{ep.host}:{ep.port}  mqtts://{ep.host}:{ep.tls_port}  "
+                     f"(user {ep.username}, CA {ep.ca_file})")
+    lines.append(f"  ClickHouse  {settings.effective_clickhouse_url()}")
+    if key:
+        lines.append(f"  API key for agent {agent} (shown once, store it now): {key}")
+    else:
+        lines.append(f"  agent {agent} already has an API key; `meterline keys create --agent {agent}` makes another")
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
+
+
+def run_embedded(banner: str) -> int:
+    """Run worker + gateway in this process until SIGINT/SIGTERM."""
+    import faust
+    from faust.contrib.asgi import serve_asgi
+
+    from gateway.dashboard.wiring import gateway_dashboard_router
+    from gateway.main import create_app as create_gateway
+    from gateway.settings import GatewaySettings
+    from stream_workers.app import create_app as create_worker
+    from stream_workers.settings import WorkerSettings
+
+    # Faust and the gateway's Kafka clients must share one loop: make it the current loop first.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    stack = StackSettings()
+    worker_settings = WorkerSettings()
+    gateway_settings = GatewaySettings(bridge=bool(os.environ.get("MQTT_URL")), host="127.0.0.1",
+                                       port=stack.meterline_gateway_port)
+    worker_app = create_worker(worker_settings)
+    async def build_gateway() -> Any:  # aiokafka clients must be created with the loop running
+        return create_gateway(gateway_settings,
+                              extra_routers=[gateway_dashboard_router(worker_settings.effective_clickhouse_url())])
+
+    gateway_app = loop.run_until_complete(build_gateway())
+    serve_asgi(worker_app, gateway_app, host="127.0.0.1", port=stack.meterline_gateway_port, log_level="warning")
+
+    @worker_app.task
+    async def announce() -> None:
+        deadline = asyncio.get_running_loop().time() + 120
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", stack.meterline_gateway_port)
+                writer.close()
+                print(banner, flush=True)
+                return
+            except OSError:
+                await asyncio.sleep(0.2)
+        print("meterline: the gateway did not start listening within 120 s", file=sys.stderr, flush=True)
+
+    worker = faust.Worker(worker_app, loglevel="warning", quiet=True, redirect_stdouts=False, loop=loop)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = StackSettings()
+    infra = LocalInfra(settings, extra_mqtt_users=_mqtt_users())
+    infra.start()
+    try:
+        os.environ.update(stack_environment(settings, infra))
+        topics = Topics.from_env()
+        asyncio.run(create_topics(infra.bootstrap_servers, topics))
+        client = get_client(settings.effective_clickhouse_url())
+        apply_migrations(client)
+        key = asyncio.run(ensure_first_key(infra.bootstrap_servers, topics.keys, args.agent))
+        return run_embedded(_banner(settings, infra, args.agent, key))
+    finally:
+        infra.stop()

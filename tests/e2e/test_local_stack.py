@@ -1,0 +1,176 @@
+"""The whole stack as the README starts it (`meterline up`), driven by the seed documents' own code.
+
+The seed guide's FastAPI example (gt8004 middleware) and the billing README's complete example run
+unchanged — configured only through the environment variables their SDKs document, and with the
+placeholder API key replaced by the key `meterline up` printed. A request made through the middleware
+and a usage report published over MQTT/TLS must then appear in the read API and on the web page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from meterline.local.ports import free_port, wait_for_port
+from tests.integration.dashboard.test_page import render
+
+SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
+AGENT = "demo-agent"
+BILLING_USER, BILLING_PASS = "billing_user", "billing_pass"  # as in the billing README's example
+
+
+@dataclass
+class Stack:
+    proc: subprocess.Popen[str]
+    output: list[str]
+    home: Path
+    gateway: str
+    mqtt_tls_port: int
+    api_key: str
+
+    @property
+    def ca_file(self) -> Path:
+        return self.home / "mosquitto" / "certs" / "ca.crt"
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8", errors="replace"), re.S)
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="meterline-e2e-"))
+    ports = {name: free_port() for name in ("kafka", "ctrl", "mqtt", "mqtts", "gateway", "web")}
+    env = dict(
+        os.environ,
+        METERLINE_HOME=str(home),
+        METERLINE_KAFKA_PORT=str(ports["kafka"]),
+        METERLINE_KAFKA_CONTROLLER_PORT=str(ports["ctrl"]),
+        METERLINE_MQTT_PORT=str(ports["mqtt"]),
+        METERLINE_MQTT_TLS_PORT=str(ports["mqtts"]),
+        METERLINE_GATEWAY_PORT=str(ports["gateway"]),
+        METERLINE_WORKER_WEB_PORT=str(ports["web"]),
+        METERLINE_MQTT_USERS=f"{BILLING_USER}:{BILLING_PASS}",
+        METERLINE_SINK_INTERVAL_S="0.5",
+        PYTHONUNBUFFERED="1",
+    )
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MQTT_URL", "CLICKHOUSE_URL", "METERLINE_TOPIC_PREFIX"):
+        env.pop(name, None)
+    proc = subprocess.Popen([sys.executable, "-m", "meterline.cli", "up"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output: list[str] = []
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: output.extend(iter(stdout.readline, "")), daemon=True).start()
+    try:
+        _wait_for(lambda: any("Ctrl-C stops everything" in line for line in output) or proc.poll() is not None,
+                  180, "meterline up to report readiness")
+        text = "".join(output)
+        assert proc.poll() is None, text[-3000:]
+        match = re.search(r"API key for agent demo-agent \(shown once, store it now\): (\S+)", text)
+        assert match, text[-3000:]
+        assert f"http://127.0.0.1:{ports['gateway']}/v1/ingest" in text
+        yield Stack(proc, output, home, f"http://127.0.0.1:{ports['gateway']}", ports["mqtts"], match.group(1))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _get(stack: Stack, path: str) -> Any:
+    resp = httpx.get(f"{stack.gateway}{path}", headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30)
+    assert resp.status_code == 200, (path, resp.status_code, resp.text)
+    return resp.json()
+
+
+def test_seed_fastapi_example_through_the_stack(stack: Stack, tmp_path: Path) -> None:
+    block = next(b for b in _python_blocks(SEEDS / "gt8004-sdk-guide.ko.md")
+                 if "app.add_middleware(GT8004Middleware, logger=logger)" in b)
+    (tmp_path / "seed_app.py").write_text(block)
+    port = free_port()
+    env = dict(os.environ, GT8004_AGENT_ID=AGENT, GT8004_API_KEY=stack.api_key,
+               GT8004_INGEST_URL=f"{stack.gateway}/v1/ingest")
+    app = subprocess.Popen([sys.executable, "-m", "uvicorn", "seed_app:app", "--port", str(port),
+                            "--log-level", "warning"], cwd=tmp_path, env=env)
+    try:
+        wait_for_port("127.0.0.1", port, 30, "the seed FastAPI app")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/", headers={"X-Customer-ID": "customer-e2e"}).json() == {"message": "Hello World"}
+            assert http.post("/chat", json={"message": "hi"}, headers={"X-Customer-ID": "customer-e2e"}
+                             ).status_code == 200
+    finally:
+        app.send_signal(signal.SIGTERM)  # the example's shutdown hook closes (and flushes) the logger
+        # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit
+        assert app.wait(30) in (0, -signal.SIGTERM)
+
+    stats = _wait_for(lambda: (s := _get(stack, f"/v1/agents/{AGENT}/stats"))["total_requests"] >= 2 and s,
+                      60, "the two requests in the read API")
+    assert stats["total_requests"] == 2
+    customers = _get(stack, f"/v1/agents/{AGENT}/customers")
+    assert [c["customer_id"] for c in customers["customers"]] == ["customer-e2e"]
+    logs = _get(stack, f"/v1/agents/{AGENT}/logs?limit=10")["logs"]
+    assert sorted(entry["path"] for entry in logs) == ["/", "/chat"]
+
+
+def test_seed_billing_example_through_the_stack(stack: Stack, tmp_path: Path) -> None:
+    block = next(b for b in _python_blocks(SEEDS / "billing-sdk.zh.md")
+                 if "asyncio.run(main())" in b and "LLMService" in b)
+    script = tmp_path / "billing_example.py"
+    script.write_text(block.replace("your-api-key", stack.api_key))
+    env = dict(os.environ, BILLING_MQTT_HOST="127.0.0.1", BILLING_MQTT_PORT=str(stack.mqtt_tls_port),
+               BILLING_MQTT_CA_FILE=str(stack.ca_file))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=90,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Hello from AI" in done.stdout
+
+    def usage_rows() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = _get(stack, f"/v1/agents/{AGENT}/usage?period=day")["usage"]
+        return rows
+
+    rows = _wait_for(usage_rows, 60, "the usage report in the read API")
+    assert [(r["module"], r["model"], r["units"]) for r in rows] == [("llm", "gpt-3.5-turbo", 100)]
+    assert rows[0]["cost"] == pytest.approx(100 * 0.0000015)
+
+
+def test_dashboard_page_shows_both(stack: Stack) -> None:
+    _wait_for(lambda: _get(stack, f"/v1/agents/{AGENT}/stats")["total_requests"] >= 2, 60, "requests")
+    _wait_for(lambda: _get(stack, f"/v1/agents/{AGENT}/usage?period=day")["usage"], 60, "usage")
+    dom = render(f"{stack.gateway}/dashboard/{AGENT}#token={stack.api_key}")
+    assert dom.body.get("data-state") == "ready", dom.by_id.get("status")
+    assert int(dom.by_id["ov-total_requests"]["data-value"]) == 2
+    assert dom.by_id["chart-daily"]["data-rendered"] == "1"
+    usage = dom.rows["table-usage"][1:]
+    assert usage and any("100" in cell for row in usage for cell in row), usage
