@@ -116,7 +116,7 @@ def run_embedded(banner: str) -> int:
     gateway_app = loop.run_until_complete(build_gateway())
     serve_asgi(worker_app, gateway_app, host="127.0.0.1", port=stack.meterline_gateway_port, log_level="warning")
 
-    @worker_app.task
+    @worker_app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def announce() -> None:
         deadline = asyncio.get_running_loop().time() + 120
         while asyncio.get_running_loop().time() < deadline:
