@@ -272,6 +272,8 @@ class Transport:
                     break
                 self._inflight = None
                 self._settle(batch, outcome)
+                if outcome.kind is OutcomeKind.ABORTED:  # shutdown left no time to retry: stop here
+                    break
         finally:
             await client.aclose()
 

@@ -223,3 +223,17 @@ async def test_forked_child_starts_with_an_empty_queue() -> None:
     assert await logger.flush()
     assert sorted(ingest.accepted) == [f"r{i}" for i in range(5)]
     await logger.close()
+
+
+async def test_close_keeps_its_deadline_without_hammering_a_failing_endpoint() -> None:
+    drops: list[tuple[int, str]] = []
+    ingest = FakeIngest(503)
+    logger = ingest.logger(batch_size=50, retry_delays=(0.2, 0.2, 0.2),
+                           on_drop=lambda n, why: drops.append((n, why)))
+    for i in range(7):
+        await logger.log(entry(i))
+    started = time.monotonic()
+    await logger.close(timeout=0.3)
+    assert time.monotonic() - started < 1.0
+    assert 1 <= len(ingest.requests) <= 3  # retries stop at the deadline instead of spinning
+    assert drops == [(7, "shutdown")]
