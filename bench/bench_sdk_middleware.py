@@ -65,14 +65,20 @@ def serve_sink(port: int) -> None:
     uvicorn.run(sink.app, host="127.0.0.1", port=port, log_level="warning", access_log=False, interface="asgi3")
 
 
-def load(port: int, n: int) -> None:
-    """Keep-alive raw HTTP/1.1 client: prints one latency (ns) per request."""
+def load(ports: list[int], n: int) -> None:
+    """Keep-alive raw HTTP/1.1 client alternating request by request between the servers, so both
+    see the same machine conditions; prints one line of latencies (ns) per server."""
     request = (f"POST /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(BODY)}\r\nUser-Agent: bench\r\n\r\n").encode() + BODY
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    out = []
-    for _ in range(n):
+    socks = []
+    for port in ports:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        socks.append(sock)
+    out: list[list[int]] = [[] for _ in ports]
+    for i in range(n * len(ports)):
+        k = i % len(ports)
+        sock = socks[k]
         started = time.perf_counter_ns()
         sock.sendall(request)
         buf = b""
@@ -82,9 +88,10 @@ def load(port: int, n: int) -> None:
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         while len(rest) < length:
             rest += sock.recv(65536)
-        out.append(time.perf_counter_ns() - started)
-    sock.close()
-    sys.stdout.write("\n".join(map(str, out)) + "\n")
+        out[k].append(time.perf_counter_ns() - started)
+    for sock in socks:
+        sock.close()
+    sys.stdout.write("\n".join(" ".join(map(str, row)) for row in out) + "\n")
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
@@ -109,10 +116,10 @@ def _free_port() -> int:
         return port
 
 
-def _run_load(port: int, n: int) -> list[float]:
-    out = subprocess.run([sys.executable, __file__, "--load", str(port), str(n)], capture_output=True,
-                         check=True, cwd=ROOT).stdout.split()
-    return [int(x) / 1000.0 for x in out]  # µs
+def _run_load(ports: list[int], n: int) -> list[list[float]]:
+    out = subprocess.run([sys.executable, __file__, "--load", ",".join(map(str, ports)), str(n)],
+                         capture_output=True, check=True, cwd=ROOT).stdout.decode().splitlines()
+    return [[int(x) / 1000.0 for x in line.split()] for line in out]  # µs
 
 
 def pct(values: list[float], q: float) -> float:
@@ -130,20 +137,20 @@ def real_servers(rounds: int, per_round: int) -> None:
     try:
         _wait_port(plain_port)
         _wait_port(sdk_port)
-        _run_load(plain_port, 300)  # warm up both
-        _run_load(sdk_port, 300)
+        _run_load([plain_port, sdk_port], 500)  # warm up both
         plain: list[float] = []
         sdk: list[float] = []
         for _ in range(rounds):
-            plain += _run_load(plain_port, per_round)
-            sdk += _run_load(sdk_port, per_round)
+            a, b = _run_load([plain_port, sdk_port], per_round)
+            plain += a
+            sdk += b
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(10)
     p50a, p50b = statistics.median(plain), statistics.median(sdk)
     p99a, p99b = pct(plain, 0.99), pct(sdk, 0.99)
-    print(f"[uvicorn, {len(plain)} requests each, keep-alive, interleaved rounds]")
+    print(f"[uvicorn, {len(plain)} requests each, keep-alive, alternating request by request]")
     print(f"  baseline (no middleware): p50 {p50a:8.1f} µs   p99 {p99a:8.1f} µs")
     print(f"  with GT8004Middleware   : p50 {p50b:8.1f} µs   p99 {p99b:8.1f} µs")
     print(f"  added latency           : p50 {p50b - p50a:+8.1f} µs   p99 {p99b - p99a:+8.1f} µs"
@@ -226,7 +233,7 @@ def main() -> None:
         serve_sink(int(sys.argv[2]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
-        load(int(sys.argv[2]), int(sys.argv[3]))
+        load([int(p) for p in sys.argv[2].split(",")], int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (about 15 s)")
