@@ -60,7 +60,7 @@ def _rows_block(rows: list[list[Any]]) -> bytes:
 class OpenBatch:
     """Records of one partition collected since the last write."""
 
-    __slots__ = ("start", "end", "rows", "dead", "nbytes", "opened", "record_ts")
+    __slots__ = ("start", "end", "rows", "dead", "nbytes", "opened", "record_ts", "recorded")
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -70,6 +70,7 @@ class OpenBatch:
         self.nbytes = 0
         self.opened = time.monotonic()
         self.record_ts: list[int] = []
+        self.recorded = False  # its range is committed as pending (to be re-formed after a crash)
 
     def seal(self, topic: str, partition: int, table: str, columns: list[str]) -> SinkBatch:
         blocks = []

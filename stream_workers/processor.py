@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -57,9 +57,13 @@ class PartitionState:
     handler: Handler
     deduper: WindowDeduper
     position: int | None = None  # next offset to process
-    pending_end: int | None = None  # recorded end of the batch being written / to re-form
-    batch: OpenBatch | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    pending_end: int | None = None  # recorded end of the range the open batch must re-form
+    batch: OpenBatch | None = None  # open: collecting records
+    writing: OpenBatch | None = None  # closed: being written by ``task`` (one at a time, in order)
+    task: asyncio.Task[bool] | None = None
+
+    def idle(self) -> bool:
+        return self.batch is None and self.writing is None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints here
@@ -119,8 +123,7 @@ class Processor:
         deadline = time.monotonic() + flush_timeout
         async with self._lock:
             for state in list(self.states.values()):
-                if state.batch is not None and (state.batch.rows or state.batch.dead or state.pending_end):
-                    await self._flush(state, abort=lambda: time.monotonic() > deadline)
+                await self._drain(state, abort=lambda: time.monotonic() > deadline)
             self.states.clear()
         await self.consumer.stop()
         await self._reader.stop()
@@ -145,8 +148,8 @@ class Processor:
                 for state in list(self.states.values()):
                     batch = state.batch
                     if (batch is not None and state.pending_end is None and now - batch.opened >= interval
-                            and not self._abort()):
-                        await self._flush(state)
+                            and (state.task is None or state.task.done()) and not self._abort()):
+                        await self._close(state)
                 self._update_lag()
 
     async def _process(self, data: dict[TopicPartition, list[Any]]) -> None:
@@ -158,7 +161,7 @@ class Processor:
                 if state.position is not None and rec.offset < state.position:
                     continue
                 self._add(state, rec)
-                if self._should_close(state) and not await self._flush(state):
+                if self._should_close(state) and not await self._close(state):
                     return  # rebalance or shutdown: the batch stays pending for its next owner
 
     def _add(self, state: PartitionState, rec: Any) -> None:
@@ -197,40 +200,75 @@ class Processor:
         return (len(batch.rows) + len(batch.dead) >= self.settings.sink_batch_size
                 or batch.nbytes >= self.settings.sink_batch_bytes)
 
-    async def _flush(self, state: PartitionState, abort: Callable[[], bool] | None = None) -> bool:
-        """Record the range, publish dead letters, write, commit. False leaves the batch in place."""
-        abort = abort or self._abort
+    async def _close(self, state: PartitionState) -> bool:
+        """Hand the open batch to the partition's writer task once the previous one is written.
+
+        Writing overlaps with processing the next records; at most one batch per partition is
+        being written and one collected, so memory stays bounded. False: rebalance or shutdown.
+        """
+        if state.task is not None:
+            if not await state.task:
+                return False
+            state.task = None
+        if state.writing is not None and not await self._write(state, state.writing, self._abort):
+            return False  # a write that gave up earlier goes first
         batch = state.batch
         if batch is None:
             return True
-        tp = state.tp
-        if state.pending_end is None:
-            if not await self._commit(tp, batch.start, f"{_PENDING}{batch.end}"):
-                return False
-            state.pending_end = batch.end
-        elif batch.end != state.pending_end:
-            log.error("%s: batch %d-%d does not match the recorded range ending %d; not writing",
-                      tp, batch.start, batch.end, state.pending_end)
+        batch.recorded = state.pending_end is not None
+        state.batch, state.pending_end, state.writing = None, None, batch
+        state.task = asyncio.create_task(self._write(state, batch, self._abort),
+                                         name=f"write {state.tp.topic}/{state.tp.partition}")
+        return True
+
+    async def _drain(self, state: PartitionState, abort: Callable[[], bool]) -> bool:
+        """Write everything the partition holds (shutdown, revocation). True if nothing is left."""
+        if state.task is not None:
+            await state.task
+            state.task = None
+        if state.writing is not None and not await self._write(state, state.writing, abort):
             return False
+        batch = state.batch
+        if batch is not None:
+            if state.pending_end is not None and batch.end < state.pending_end:
+                return False  # a recorded range not read completely yet: its next owner re-forms it
+            batch.recorded = state.pending_end is not None
+            state.batch, state.pending_end, state.writing = None, None, batch
+            if not await self._write(state, batch, abort):
+                return False
+        return True
+
+    async def _write(self, state: PartitionState, batch: OpenBatch, abort: Callable[[], bool]) -> bool:
+        """Record the range, publish dead letters, write, commit. False leaves ``state.writing`` set."""
+        tp = state.tp
+        if not batch.recorded:
+            if not await self._commit(tp, batch.start, f"{_PENDING}{batch.end}", abort):
+                return False
+            batch.recorded = True
         if batch.dead and not await self._publish_dead_letters(batch, abort):
             return False
         sealed = batch.seal(tp.topic, tp.partition, state.handler.table, state.handler.columns)
         if not await self.writer.write(sealed, abort):
             return False
-        if not await self._commit(tp, batch.end, ""):
+        if not await self._commit(tp, batch.end, "", abort):
             return False
         EVENTS_OUT.labels(state.handler.kind).inc(len(batch.rows))
-        state.batch = None
-        state.pending_end = None
+        if state.writing is batch:
+            state.writing = None
         return True
 
-    async def _commit(self, tp: TopicPartition, offset: int, metadata: str) -> bool:
-        try:
-            await self.consumer.commit({tp: OffsetAndMetadata(offset, metadata)})
-        except KafkaError as exc:
-            log.warning("commit of %s at %d failed: %s", tp, offset, exc)
-            return False
-        return True
+    async def _commit(self, tp: TopicPartition, offset: int, metadata: str, abort: Callable[[], bool]) -> bool:
+        delay = 0.05
+        while True:
+            try:
+                await self.consumer.commit({tp: OffsetAndMetadata(offset, metadata)})
+                return True
+            except KafkaError as exc:
+                log.warning("commit of %s at %d failed: %s", tp, offset, exc)
+                if abort():
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _publish_dead_letters(self, batch: OpenBatch, abort: Callable[[], bool]) -> bool:
         dlq = self.settings.topics.dead_letters
@@ -276,8 +314,7 @@ class Processor:
                 state = self.states.pop(tp, None)
                 if state is None:
                     continue
-                written = await self._flush(state, abort=lambda: True)  # one attempt, no retries
-                if written and state.batch is None:
+                if await self._drain(state, abort=lambda: True) and state.idle():  # one attempt each
                     self._retained[tp] = state
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -298,7 +335,7 @@ class Processor:
                 state.pending_end = pending_end
                 if pending_end is not None:
                     log.info("%s: re-forming the recorded batch %d-%d", tp, offset, pending_end)
-                state.batch = None
+                state.batch = state.writing = state.task = None
                 self.states[tp] = state
             self._retained.clear()
             self._rebalancing = False

@@ -41,9 +41,9 @@ class WorkerSettings(BaseSettings):
     #: METERLINE_PROCESS — whether this process consumes the requests/usage topics at all.
     process: bool = Field(default=True, alias="METERLINE_PROCESS")
     #: METERLINE_SINK_BATCH_SIZE — entries after which a partition's batch is written.
-    sink_batch_size: int = Field(default=5000, ge=1, le=100_000, alias="METERLINE_SINK_BATCH_SIZE")
+    sink_batch_size: int = Field(default=20_000, ge=1, le=100_000, alias="METERLINE_SINK_BATCH_SIZE")
     #: METERLINE_SINK_BATCH_BYTES — encoded bytes after which a partition's batch is written.
-    sink_batch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+    sink_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024,
                                   alias="METERLINE_SINK_BATCH_BYTES")
     #: METERLINE_SINK_INTERVAL_S — longest time an open batch waits before it is written.
     sink_interval_s: float = Field(default=1.0, gt=0, le=60, alias="METERLINE_SINK_INTERVAL_S")

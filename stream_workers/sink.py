@@ -152,15 +152,16 @@ class TopicSink:
     async def write(self, batch: SinkBatch, abort: Abort) -> bool:
         delay = 0.1
         payload = encode_batch(batch)
-        while not abort():
+        while True:
             try:
                 await self._producer.send_and_wait(self._topic, value=payload, key=batch.token.encode())
             except Exception as exc:  # noqa: BLE001 - retried like a ClickHouse write
                 SINK_RETRIES.labels("topic").inc()
                 log.warning("publishing sink batch %s failed (%s); retrying", batch.token, exc)
+                if abort():
+                    return False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
             BATCHES_WRITTEN.labels("topic").inc()
             return True
-        return False
