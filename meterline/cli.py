@@ -14,6 +14,7 @@ from meterline.errors import MeterlineError
 COMMAND_MODULES: tuple[str, ...] = (
     "meterline.commands.infra",
     "meterline.commands.stack",
+    "meterline.commands.demo",
     "gateway.cli",
     "meterline.commands.dashboard",
     "stream_workers.cli",
@@ -35,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # chatty clients: their INFO lines drown what the command says
+        for name in ("aiokafka", "httpx", "gmqtt", "faust", "mode"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except MeterlineError as exc:

@@ -1,0 +1,214 @@
+"""``meterline demo``: a sample agent sends realistic traffic through a running local stack.
+
+The sample agent is a FastAPI app with the SDK's ``GT8004Middleware`` (served by a real uvicorn on
+a free port) and a ``billing_sdk.BillingClient`` reporting LLM/TTS usage over MQTT/TLS. A load
+loop calls it as several customers would: chat and search tools, an MCP ``tools/call`` endpoint,
+paid endpoints answering 402 until an x402 payment header comes along, and a few failures.
+It creates its own API key (``meterline keys``) and ends by printing where to look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from meterline.local.ports import free_port
+from meterline.paths import data_home
+from meterline.settings import StackSettings
+from schemas.topics import Topics
+
+CUSTOMERS = [f"customer-{name}" for name in ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne")]
+TOOLS = ["chat_completion", "web_search", "summarize", "translate", "image_caption"]
+MODELS = [("llm", "gpt-4", 0.25), ("llm", "gpt-4o", 0.35), ("llm", "gpt-3.5-turbo", 0.25), ("tts", "eleven-labs", 0.1),
+          ("asr", "whisper", 0.05)]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="send realistic sample traffic (SDK middleware + billing) through `meterline up`")
+    p.add_argument("--requests", type=int, default=400, help="requests to make (default 400)")
+    p.add_argument("--agent", default="demo-agent", help="agent id the sample app reports as")
+    p.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
+    p.set_defaults(func=cmd_demo)
+
+
+def sample_agent(logger: Any, billing: Any, api_key: str) -> Any:
+    """The sample FastAPI agent: one line of middleware, usage reported per call."""
+    from gt8004.middleware.fastapi import GT8004Middleware
+
+    app = FastAPI(title="Meterline demo agent")
+    app.add_middleware(GT8004Middleware, logger=logger)
+
+    async def bill(module: str, model: str, units: int, **meta: Any) -> None:
+        try:
+            await billing.report_usage_data(api_key, module, model, units, meta)
+        except Exception as exc:  # noqa: BLE001 - the demo keeps going; the count shows in the summary
+            print(f"\nusage report failed: {exc}", file=sys.stderr)
+
+    @app.post("/tools/{tool}")
+    async def call_tool(tool: str, request: Request, response: Response) -> dict[str, Any]:
+        body = await request.json()
+        await asyncio.sleep(random.uniform(0.002, 0.03))  # noqa: S311 - demo latency
+        if body.get("fail"):
+            response.status_code = 500
+            return {"error": "upstream model timeout"}
+        module, model, _ = random.choice(MODELS)  # noqa: S311
+        units = random.randint(20, 1500) if module == "llm" else random.randint(5, 300)  # noqa: S311
+        await bill(module, model, units, tool=tool)
+        return {"tool": tool, "model": model, "units": units}
+
+    @app.post("/premium/{tool}")
+    async def premium(tool: str, request: Request, response: Response) -> dict[str, Any]:
+        if "x-payment" not in request.headers:
+            response.status_code = 402
+            return {"error": "payment required", "accepts": [{"network": "base-mainnet", "maxAmount": "50000"}]}
+        response.headers["X-PAYMENT-RESPONSE"] = _b64({"transaction": "0x" + uuid.uuid4().hex * 2,
+                                                        "network": "base-mainnet"})
+        await bill("llm", "gpt-4", random.randint(200, 2000), tool=tool, paid=True)  # noqa: S311
+        return {"tool": tool, "paid": True}
+
+    @app.post("/mcp")
+    async def mcp(request: Request) -> dict[str, Any]:
+        rpc = await request.json()
+        await asyncio.sleep(random.uniform(0.001, 0.01))  # noqa: S311
+        return {"jsonrpc": "2.0", "id": rpc.get("id"), "result": {"content": [{"type": "text", "text": "ok"}]}}
+
+    return app
+
+
+def _b64(obj: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(obj).encode()).decode()
+
+
+def _payment(customer: str) -> str:
+    amount = random.choice([10_000, 25_000, 50_000])  # noqa: S311 - atomic USDC units (0.01–0.05)
+    return _b64({"x402Version": 1, "scheme": "exact", "network": "base-mainnet",
+                 "payload": {"authorization": {"from": f"0x{abs(hash(customer)) % 16**40:040x}",
+                                               "value": str(amount)}}})
+
+
+def _bar(done: int, total: int, started: float) -> None:
+    width = 32
+    filled = int(width * done / max(total, 1))
+    rate = done / max(time.monotonic() - started, 1e-6)
+    sys.stdout.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total}  {rate:5.0f} req/s")
+    sys.stdout.flush()
+
+
+async def drive(base: str, total: int) -> dict[str, int]:
+    import httpx
+
+    counts = {"ok": 0, "error": 0, "payment_required": 0, "paid": 0}
+    started = time.monotonic()
+    sem = asyncio.Semaphore(8)
+    done = 0
+
+    async def one(http: httpx.AsyncClient, i: int) -> None:
+        nonlocal done
+        customer = random.choice(CUSTOMERS)  # noqa: S311
+        headers = {"X-Customer-ID": customer, "User-Agent": "meterline-demo/1.0"}
+        roll = random.random()  # noqa: S311
+        async with sem:
+            if roll < 0.15:
+                body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                        "params": {"name": random.choice(TOOLS), "arguments": {"q": "hello"}}}  # noqa: S311
+                resp = await http.post("/mcp", json=body, headers=headers)
+            elif roll < 0.30:
+                tool = random.choice(TOOLS)  # noqa: S311
+                resp = await http.post(f"/premium/{tool}", json={"q": "hello"}, headers=headers)
+                if resp.status_code == 402:
+                    counts["payment_required"] += 1
+                    resp = await http.post(f"/premium/{tool}", json={"q": "hello"},
+                                           headers={**headers, "X-PAYMENT": _payment(customer)})
+                    counts["paid"] += resp.status_code == 200
+            else:
+                fail = random.random() < 0.05  # noqa: S311
+                resp = await http.post(f"/tools/{random.choice(TOOLS)}", json={"q": "hi", "fail": fail},  # noqa: S311
+                                       headers=headers)
+        counts["ok" if resp.status_code < 400 else "error"] += 1
+        done += 1
+        if done == total or done * 100 // total != (done - 1) * 100 // total:
+            _bar(done, total, started)
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        await asyncio.gather(*(one(http, i) for i in range(total)))
+    sys.stdout.write("\n")
+    return counts
+
+
+class _Billing:
+    """Thin adapter so the sample app reports usage through the SDK's public API."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.failed = 0
+
+    async def report_usage_data(self, api_key: str, module: str, model: str, units: int, meta: dict[str, Any]) -> None:
+        from billing_sdk import UsageData
+
+        try:
+            await self.client.report_usage(UsageData(api_key=api_key, module=module, model=model, usage=units,
+                                                     metadata=meta))
+        except Exception:
+            self.failed += 1
+            raise
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    import uvicorn
+    from billing_sdk import BillingClient
+    from gt8004 import GT8004Logger
+
+    from gateway.keys.admin import create_key
+
+    stack = StackSettings()
+    bootstrap = stack.kafka_bootstrap_servers or f"127.0.0.1:{stack.meterline_kafka_port}"
+    gateway = f"http://127.0.0.1:{stack.meterline_gateway_port}"
+    api_key, _ = await create_key(bootstrap, Topics.from_env().keys, args.agent, name="meterline demo")
+    await asyncio.sleep(1.0)  # the gateway follows the key registry live; give it a moment
+
+    logger = GT8004Logger(agent_id=args.agent, api_key=api_key, ingest_url=f"{gateway}/v1/ingest",
+                          batch_size=50, flush_interval=1.0)
+    logger.transport.start_auto_flush()
+    ca_file = os.environ.get("MQTT_CA_FILE") or str(data_home() / "mosquitto" / "certs" / "ca.crt")
+    billing = BillingClient("127.0.0.1", stack.meterline_mqtt_tls_port, "meterline", "meterline-local",
+                            ca_file=ca_file)
+    await billing.connect()
+    adapter = _Billing(billing)
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(sample_agent(logger, adapter, api_key), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    print(f"Sample agent {args.agent} on http://127.0.0.1:{port}; sending {args.requests} requests")
+    try:
+        counts = await drive(f"http://127.0.0.1:{port}", args.requests)
+    finally:
+        server.should_exit = True
+        await serving
+        await logger.close()
+        await billing.disconnect()
+    print(f"  {counts['ok']} ok, {counts['error']} errors, {counts['payment_required']} payment required "
+          f"({counts['paid']} paid with x402), usage reports failed: {adapter.failed}")
+    print(f"\nLook at it:\n  dashboard  {gateway}/dashboard/{args.agent}   (paste this key when asked)\n"
+          f"  API key    {api_key}\n"
+          f"  read API   curl -H 'Authorization: Bearer {api_key}' {gateway}/v1/agents/{args.agent}/stats\n"
+          f"  terminal   meterline dashboard --agent {args.agent}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.seed is not None:
+        random.seed(args.seed)
+    return asyncio.run(run_demo(args))
