@@ -398,7 +398,7 @@ class Transport:
             self._put_back(batch)
             if kind is OutcomeKind.AUTH:
                 self._auth_failed = True
-                log.error("gt8004: the ingest API refused the API key (%s); sending stopped, "
+                log.error("gt8004: the ingest API refused the API key or agent id (%s); sending stopped, "
                           "entries are kept up to the memory bound", outcome.error)
             elif kind is OutcomeKind.FAILED:
                 self._breaker.record_failure()
