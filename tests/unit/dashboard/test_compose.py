@@ -158,3 +158,26 @@ def test_dockerfile_copies_what_exists_and_installs_the_package() -> None:
     assert "pip install ." in text and re.search(r"^USER (?!root)\w+", text, re.M)
     for package in ("meterline", "gateway", "stream_workers", "schemas"):
         assert re.search(rf"^COPY {package} ", text, re.M), package
+
+
+def test_optional_grafana_uses_the_same_sql_files(services: dict[str, dict[str, Any]]) -> None:
+    import json
+
+    from gateway.dashboard.grafana import OUTPUT, PANELS, grafana_sql, render
+    from gateway.dashboard.queries import load_sql
+
+    grafana = services["grafana"]
+    assert grafana["profiles"] == ["grafana"] and "grafana-clickhouse-datasource" in grafana["environment"][
+        "GF_INSTALL_PLUGINS"]
+    assert OUTPUT.read_text() == render(), "run: python -m gateway.dashboard.grafana"
+    board = json.loads(OUTPUT.read_text())
+    sqls = [p["targets"][0]["rawSql"] for p in board["panels"]]
+    assert len(sqls) == len(PANELS)
+    for (_, name, *_rest), sql in zip(PANELS, sqls, strict=True):
+        assert sql == grafana_sql(name)
+        assert not re.search(r"\{\w+:[^{}]+\}", sql), f"{name}: a server-side parameter was left"
+        # the SQL is the file's, only the parameters differ
+        skeleton = re.sub(r"\{\w+:[^{}]+\}", "?", load_sql(name)).strip()
+        assert skeleton.split("?")[0] in sql
+    datasource = (ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yaml").read_text()
+    assert yaml.safe_load(datasource)["datasources"][0]["uid"] == board["panels"][0]["datasource"]["uid"]
