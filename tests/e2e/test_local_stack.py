@@ -39,6 +39,7 @@ class Stack:
     gateway: str
     mqtt_tls_port: int
     api_key: str
+    env: dict[str, str]
 
     @property
     def ca_file(self) -> Path:
@@ -95,7 +96,7 @@ def stack() -> Iterator[Stack]:
         match = re.search(r"API key for agent demo-agent \(shown once, store it now\): (\S+)", text)
         assert match, text[-3000:]
         assert f"http://127.0.0.1:{ports['gateway']}/v1/ingest" in text
-        yield Stack(proc, output, home, f"http://127.0.0.1:{ports['gateway']}", ports["mqtts"], match.group(1))
+        yield Stack(proc, output, home, f"http://127.0.0.1:{ports['gateway']}", ports["mqtts"], match.group(1), env)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -174,3 +175,21 @@ def test_dashboard_page_shows_both(stack: Stack) -> None:
     assert dom.by_id["chart-daily"]["data-rendered"] == "1"
     usage = dom.rows["table-usage"][1:]
     assert usage and any("100" in cell for row in usage for cell in row), usage
+
+
+def test_demo_sends_realistic_traffic(stack: Stack) -> None:
+    before = _get(stack, f"/v1/agents/{AGENT}/stats")["total_requests"]
+    done = subprocess.run([sys.executable, "-m", "meterline.cli", "demo", "--requests", "60", "--seed", "7"],
+                          env=stack.env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{stack.gateway}/dashboard/{AGENT}" in done.stdout
+    summary = re.search(r"(\d+) ok, (\d+) errors, (\d+) payment required \((\d+) paid", done.stdout)
+    assert summary, done.stdout
+    ok, errors, required, paid = map(int, summary.groups())
+    assert ok + errors == 60 and required == paid > 0
+    # every request the sample agent served is logged, plus the 402 answers before each payment
+    want = before + 60 + required
+    stats = _wait_for(lambda: (s := _get(stack, f"/v1/agents/{AGENT}/stats"))["total_requests"] >= want and s,
+                      60, "the demo traffic in the read API")
+    assert stats["total_requests"] == want
+    assert stats["payment_required"] >= required and stats["revenue"] > 0
