@@ -22,7 +22,8 @@ class WorkerProcess:
         self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, METERLINE_TOPIC_PREFIX=topics.prefix,
                         METERLINE_PARTITIONS=str(topics.partitions), METERLINE_WORKER_WEB_PORT="0",
                         METERLINE_SESSION_TIMEOUT_S="6", METERLINE_SINK_INTERVAL_S="0.3",
-                        METERLINE_SINK_BATCH_SIZE="2000", **env)
+                        METERLINE_SINK_BATCH_SIZE="2000")
+        self.env.update(env)
         if clickhouse_url:
             self.env["CLICKHOUSE_URL"] = clickhouse_url
         self.log_path = log_path

@@ -187,3 +187,24 @@ async def test_usage_reports_are_priced_and_counted_once(
         assert got[key][:2] == (n, units)
         assert got[key][2] == pytest.approx(units * unit_price(key[1], key[2]), rel=1e-9)
 
+
+
+async def test_graceful_stop_writes_the_open_batches(kafka_bootstrap: str, topics: Topics, clickhouse_dsn: str) -> None:
+    settings = WorkerSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix,
+                              partitions=topics.partitions, sink_interval_s=60, session_timeout_s=6)
+    sink = ClickHouseSink(lambda: get_client(clickhouse_dsn))
+    assert await sink.start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    processor = Processor(settings, sink, producer)
+    await processor.start()
+    records, expected = request_traffic(2000, agents=3, dup_rate=0.1, seed=41)
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, records))
+    await wait_for(lambda: sum(len(s.batch.rows) for s in processor.states.values() if s.batch) == expected.distinct)
+    assert sink.query("SELECT count() FROM request_logs")[0][0] == 0  # nothing written before the interval
+    await processor.stop()  # ... until the worker stops: then everything open is written and committed
+    await producer.stop()
+    assert sink.query("SELECT count() FROM request_logs")[0][0] == expected.distinct
+    done, end = await committed_total(kafka_bootstrap, processor.group_id, topics.requests, topics.partitions)
+    assert done == end
+    await sink.close()

@@ -15,8 +15,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from meterline.local.ports import free_port
 from schemas.topics import Topics
 from tests.integration.workers.procs import WorkerProcess, wait_processed
 from tests.integration.workers.test_kill_restart import check_totals
@@ -28,8 +30,9 @@ pytestmark = pytest.mark.timeout(200)
 def test_two_workers_one_killed_mid_stream(kafka_bootstrap: str, topics: Topics, tmp_dir: Path) -> None:
     records, expected = request_traffic(40_000, agents=12, dup_rate=0.10, late_rate=0.05, seed=31)
     dsn = f"chdb://{tmp_dir / 'chdb'}?database=scale_test"
+    web_port = free_port()
     a = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "a.log", dsn, METERLINE_SINK_MODE="topic",
-                      METERLINE_SINK_OWNER="1")
+                      METERLINE_SINK_OWNER="1", METERLINE_WORKER_WEB_PORT=str(web_port))
     b = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "b.log", None, METERLINE_SINK_MODE="topic",
                       METERLINE_SINK_OWNER="0")
     waves = [records[i::3] for i in range(3)]
@@ -47,11 +50,28 @@ def test_two_workers_one_killed_mid_stream(kafka_bootstrap: str, topics: Topics,
     wait_processed(kafka_bootstrap, f"{topics.prefix}workers.process", topics, timeout=90, proc=a)
     # The sink group must have written everything published too.
     wait_processed_sink(kafka_bootstrap, topics, timeout=30)
+    metrics = scrape(web_port)
+    assert metrics["meterline_worker_events_out_total"] > 0
+    assert metrics["meterline_worker_dedupe_hits_total"] > 0
+    assert metrics["meterline_worker_sink_batches_total"] > 0
+    assert metrics["meterline_worker_ingest_to_stored_seconds_count"] > 0
+    assert "meterline_worker_consumer_lag" in metrics
     assert a.stop() == 0
     # B owned partitions and committed work before it died; A took them over and rebuilt their state.
     assert f"('{topics.requests}'" in b.log().split("assigned [", 1)[1].split("\n", 1)[0]
     assert "rebuilt dedupe window" in a.log(), a.log()[-3000:]
     check_totals(dsn, expected)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sum of each metric family's samples on the worker's Faust web ``/metrics`` page."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 def wait_processed_sink(bootstrap: str, topics: Topics, timeout: float) -> None:
