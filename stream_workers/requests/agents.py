@@ -12,12 +12,28 @@ from typing import Any
 import msgspec
 
 from schemas.events import SCHEMA_VERSION, RequestBatchRecord, RequestEntry, request_batch_decoder
-from stream_workers.enrich import REQUEST_COLUMNS, EventTimeError, clamp_event_time, parse_timestamp_ms, request_row
+from stream_workers.enrich import (
+    REQUEST_COLUMNS,
+    SENSITIVE_HEADERS,
+    EventTimeError,
+    clamp_event_time,
+    parse_timestamp_ms,
+    request_row,
+)
 from stream_workers.records import Parsed, dead_letter
 
 __all__ = ["RequestHandler"]
 
 _encode = msgspec.json.Encoder().encode
+
+
+def _scrubbed(entry: Any) -> bytes:
+    """An entry for a dead letter, without credentials in its headers."""
+    item = msgspec.to_builtins(entry) if isinstance(entry, RequestEntry) else entry
+    if isinstance(item, dict) and isinstance(item.get("headers"), dict):
+        item = {**item, "headers": {k: v for k, v in item["headers"].items()
+                                    if str(k).lower() not in SENSITIVE_HEADERS}}
+    return _encode(item)
 
 
 class RequestHandler:
@@ -56,7 +72,7 @@ class RequestHandler:
                 try:
                     event_ms = parse_timestamp_ms(entry.timestamp)
                 except EventTimeError as exc:
-                    out.dead.append(dead_letter("bad_timestamp", str(exc), _encode(entry), topic, partition,
+                    out.dead.append(dead_letter("bad_timestamp", str(exc), _scrubbed(entry), topic, partition,
                                                 offset, agent))
                     continue
                 event_ms, why = clamp_event_time(event_ms, record.ingested_at, self._max_age_days)
@@ -91,6 +107,6 @@ class RequestHandler:
             try:
                 record.entries.append(msgspec.convert(item, RequestEntry))
             except msgspec.ValidationError as exc:
-                out.dead.append(dead_letter("schema", f"entry: {exc}", _encode(item), topic, partition, offset,
+                out.dead.append(dead_letter("schema", f"entry: {exc}", _scrubbed(item), topic, partition, offset,
                                             agent))
         return record

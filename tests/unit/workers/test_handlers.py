@@ -33,6 +33,14 @@ def test_invalid_entry_is_dead_lettered_alone() -> None:
     assert all(d.partition == 1 and d.offset == 9 and d.agent_id == "ag" for d in parsed.dead)
 
 
+def test_dead_lettered_entries_keep_no_credentials() -> None:
+    bad = {**GOOD, "status_code": 999, "headers": {"Authorization": "Bearer s3cret", "Accept": "x"}}
+    late = {**GOOD, "timestamp": "never", "headers": {"Cookie": "s3cret"}}
+    dead = RequestHandler().parse(record([bad, late]), "t", 0, 0).dead
+    assert len(dead) == 2 and all("s3cret" not in d.payload for d in dead)
+    assert '"Accept"' in dead[0].payload
+
+
 def test_poison_records() -> None:
     h = RequestHandler()
     assert [d.reason for d in h.parse(b"\x00\xffgarbage", "t", 0, 0).dead] == ["invalid_json"]
