@@ -385,7 +385,7 @@ class Processor:
             if not records:
                 break
             for rec in records:
-                parsed = state.handler.parse(rec.value, tp.topic, tp.partition, rec.offset)
+                parsed = state.handler.parse(rec.value, tp.topic, tp.partition, rec.offset, rows=False)
                 for key, _row in parsed.items:
                     state.deduper.is_duplicate(key, rec.timestamp)
                 count += 1

@@ -29,7 +29,9 @@ class Handler(Protocol):
     table: str
     columns: list[str]
 
-    def parse(self, value: bytes | None, topic: str, partition: int, offset: int) -> Parsed: ...
+    def parse(self, value: bytes | None, topic: str, partition: int, offset: int, rows: bool = True) -> Parsed:
+        """Validate one record; ``rows=False`` (rebuilding dedupe state) skips building rows."""
+        ...
 
 
 def dead_letter(reason: str, error: str, payload: bytes | str | None, topic: str, partition: int,

@@ -25,6 +25,7 @@ from stream_workers.records import Parsed, dead_letter
 __all__ = ["RequestHandler"]
 
 _encode = msgspec.json.Encoder().encode
+_NO_ROW: list[Any] = []
 
 
 def _scrubbed(entry: Any) -> bytes:
@@ -44,7 +45,7 @@ class RequestHandler:
     def __init__(self, max_event_age_days: int = 30) -> None:
         self._max_age_days = max_event_age_days
 
-    def parse(self, value: bytes | None, topic: str, partition: int, offset: int) -> Parsed:
+    def parse(self, value: bytes | None, topic: str, partition: int, offset: int, rows: bool = True) -> Parsed:
         out = Parsed()
         if not value:
             out.dead.append(dead_letter("empty", "record has no value", value, topic, partition, offset))
@@ -60,11 +61,11 @@ class RequestHandler:
             out.dead.append(dead_letter("unsupported_version", f"schema version {record.v} is not {SCHEMA_VERSION}",
                                         value, topic, partition, offset, record.agent_id))
             return out
-        self._entries(record, record.entries, value, topic, partition, offset, out)
+        self._entries(record, record.entries, topic, partition, offset, out, rows)
         return out
 
-    def _entries(self, record: RequestBatchRecord, entries: list[RequestEntry], value: bytes, topic: str,
-                 partition: int, offset: int, out: Parsed) -> None:
+    def _entries(self, record: RequestBatchRecord, entries: list[RequestEntry], topic: str, partition: int,
+                 offset: int, out: Parsed, rows: bool) -> None:
         agent = record.agent_id
         for entry in entries:
             event_ms = record.ingested_at
@@ -78,7 +79,8 @@ class RequestHandler:
                 event_ms, why = clamp_event_time(event_ms, record.ingested_at, self._max_age_days)
                 if why is not None:
                     out.clamped.append(why)
-            out.items.append((f"{agent}\x1f{entry.request_id}", request_row(record, entry, event_ms)))
+            row = request_row(record, entry, event_ms) if rows else _NO_ROW
+            out.items.append((f"{agent}\x1f{entry.request_id}", row))
 
     def _slow(self, value: bytes, topic: str, partition: int, offset: int, out: Parsed) -> RequestBatchRecord | None:
         try:

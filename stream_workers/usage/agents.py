@@ -21,7 +21,7 @@ class UsageHandler:
     def __init__(self, max_event_age_days: int = 30) -> None:
         self._max_age_days = max_event_age_days
 
-    def parse(self, value: bytes | None, topic: str, partition: int, offset: int) -> Parsed:
+    def parse(self, value: bytes | None, topic: str, partition: int, offset: int, rows: bool = True) -> Parsed:
         out = Parsed()
         if not value:
             out.dead.append(dead_letter("empty", "record has no value", value, topic, partition, offset))
@@ -45,7 +45,7 @@ class UsageHandler:
         event_ms, why = clamp_event_time(record.timestamp, record.ingested_at, self._max_age_days)
         if why is not None:
             out.clamped.append(why)
-        out.items.append((f"{record.app_id}\x1f{record.report_id}", usage_row(record, event_ms)))
+        out.items.append((f"{record.app_id}\x1f{record.report_id}", usage_row(record, event_ms) if rows else []))
         return out
 
     @staticmethod

@@ -25,6 +25,14 @@ def test_valid_record_yields_keyed_rows() -> None:
     assert not parsed.dead
 
 
+def test_keys_only_parse_accepts_exactly_the_same_entries() -> None:
+    value = record([GOOD, {**GOOD, "request_id": "r2", "timestamp": "bad"}, {**GOOD, "request_id": "r3"},
+                    {**GOOD, "request_id": "r4", "status_code": 42}])
+    full, keys = RequestHandler().parse(value, "t", 0, 0), RequestHandler().parse(value, "t", 0, 0, rows=False)
+    assert [k for k, _ in full.items] == [k for k, _ in keys.items] == ["ag\x1fr1", "ag\x1fr3"]
+    assert all(row for _, row in full.items) and not any(row for _, row in keys.items)
+
+
 def test_invalid_entry_is_dead_lettered_alone() -> None:
     parsed = RequestHandler().parse(record([GOOD, {**GOOD, "request_id": "r2", "status_code": 999},
                                             {**GOOD, "request_id": "r3", "timestamp": "soon"}]), "t", 1, 9)
