@@ -240,9 +240,12 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (about 15 s)")
+    parser.add_argument("--batch-size", type=int, default=50,
+                        help="the instrumented server's batch_size (default 50, the SDK default)")
     args = parser.parse_args()
+    os.environ["BENCH_BATCH_SIZE"] = str(args.batch_size)  # read by the --serve child
     rounds, per_round, calls = (4, 500, 5_000) if args.quick else (10, 2_000, 50_000)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, batch_size {args.batch_size}")
     asyncio.run(in_process(calls))
     real_servers(rounds, per_round)
 
