@@ -11,18 +11,33 @@ they resolve, and the gateway recovers, as soon as Kafka is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    DuplicateSequenceNumber,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from gateway.errors import KafkaUnavailable
 from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
+
+#: Errors after which an idempotent aiokafka producer is unusable (its sender task has died or its
+#: sequence numbers no longer match the broker's, e.g. after a broker restart): start a new one.
+_FATAL = (OutOfOrderSequenceNumber, DuplicateSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping,
+          UnknownProducerId, ProducerFenced, ProducerClosed)
 
 
 class EventProducer:
@@ -39,12 +54,14 @@ class EventProducer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._unresolved: set[asyncio.Future[Any]] = set()
-        self._producer = AIOKafkaProducer(
+        self._options: dict[str, Any] = dict(
             bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all", enable_idempotence=True,
             linger_ms=linger_ms, max_batch_size=1024 * 1024, max_request_size=max_request_size,
             request_timeout_ms=max(1000, int(timeout * 1000)), retry_backoff_ms=100,
         )
+        self._producer = AIOKafkaProducer(**self._options)
         self._started = False
+        self._resetting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         try:
@@ -57,7 +74,7 @@ class EventProducer:
     @property
     def available(self) -> bool:
         """False while produces that timed out are still unresolved (Kafka presumed down)."""
-        return self._started and not self._unresolved
+        return self._started and not self._unresolved and self._resetting is None
 
     @property
     def inflight(self) -> int:
@@ -65,6 +82,8 @@ class EventProducer:
 
     async def send(self, topic: str, key: bytes, values: Sequence[bytes]) -> None:
         """Publish ``values`` under ``key`` and wait for Kafka's acknowledgement of all of them."""
+        if self._started and self._resetting is None and self._sender_dead():
+            self._reset("its sender stopped")
         if not self.available:
             raise KafkaUnavailable("Kafka is unavailable; retry later")
         if self._inflight >= self.max_inflight:
@@ -105,11 +124,45 @@ class EventProducer:
         except (KafkaError, OSError) as exc:
             self._fail(topic, futures)
             log.warning("Kafka refused a produce on %s: %r", topic, exc)
+            if isinstance(exc, _FATAL):
+                self._reset(repr(exc))
             raise KafkaUnavailable(f"Kafka refused the write ({type(exc).__name__}); retry later") from exc
 
     def _fail(self, topic: str, futures: list[asyncio.Future[Any]]) -> None:
         self.metrics.produce_failures.labels(topic).inc()
         self._mark_unresolved(futures)
+
+    def _sender_dead(self) -> bool:
+        task = getattr(getattr(self._producer, "_sender", None), "_sender_task", None)
+        return task is not None and task.done()
+
+    def _reset(self, why: str) -> None:
+        """Replace the producer (new producer id); calls get 503 until the new one is connected."""
+        if self._resetting is None:
+            log.warning("Kafka producer unusable (%s); starting a new one", why)
+            self._resetting = asyncio.get_running_loop().create_task(self._replace(), name="producer-reset")
+
+    async def _replace(self) -> None:
+        old = self._producer
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), self.timeout)
+            self._unresolved.clear()  # futures of the old producer: it is gone
+            while self._started:
+                fresh = AIOKafkaProducer(**self._options)
+                try:
+                    await asyncio.wait_for(fresh.start(), self.timeout * 2)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    log.warning("Kafka producer restart failed (%r); retrying", exc)
+                    with contextlib.suppress(Exception):
+                        await fresh.stop()
+                    await asyncio.sleep(1.0)
+                    continue
+                self._producer = fresh
+                log.info("Kafka producer restarted")
+                return
+        finally:
+            self._resetting = None
 
     def _mark_unresolved(self, futures: list[asyncio.Future[Any]]) -> None:
         for fut in futures:
@@ -142,6 +195,9 @@ class EventProducer:
         """Wait for in-flight ingest calls (bounded), then flush and close the producer."""
         if not self._started:
             return
+        if self._resetting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._resetting), self.timeout)
         try:
             await asyncio.wait_for(self._idle.wait(), drain_timeout)
         except TimeoutError:
