@@ -59,11 +59,13 @@ class EventProducer:
             linger_ms=linger_ms, max_batch_size=1024 * 1024, max_request_size=max_request_size,
             request_timeout_ms=max(1000, int(timeout * 1000)), retry_backoff_ms=100,
         )
-        self._producer = AIOKafkaProducer(**self._options)
+        # created in start(): aiokafka needs a running loop, and create_app() may be called without one
+        self._producer: AIOKafkaProducer | None = None
         self._started = False
         self._resetting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._producer = AIOKafkaProducer(**self._options)
         try:
             await asyncio.wait_for(self._producer.start(), self.timeout * 4)
         except (KafkaError, OSError, TimeoutError) as exc:
@@ -107,7 +109,7 @@ class EventProducer:
             # Enqueueing waits only for metadata/buffer space; cancelling it enqueues nothing more.
             async with asyncio.timeout(self.timeout):
                 for value in values:
-                    futures.append(await self._producer.send(topic, value, key=key))
+                    futures.append(await self._current().send(topic, value, key=key))
             remaining = max(0.001, self.timeout - (time.perf_counter() - started))
             # asyncio.wait, not gather: a timeout must not cancel aiokafka's own delivery futures.
             _, pending = await asyncio.wait(futures, timeout=remaining)
@@ -143,7 +145,7 @@ class EventProducer:
             self._resetting = asyncio.get_running_loop().create_task(self._replace(), name="producer-reset")
 
     async def _replace(self) -> None:
-        old = self._producer
+        old = self._current()
         try:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), self.timeout)
@@ -182,7 +184,7 @@ class EventProducer:
         if not self._started:
             return False
         try:
-            client = self._producer.client
+            client = self._current().client
             async with asyncio.timeout(timeout):
                 node = client.get_random_node()
                 if node is None:
@@ -205,13 +207,13 @@ class EventProducer:
                         drain_timeout)
         self._started = False
         try:
-            await asyncio.wait_for(self._producer.stop(), max(drain_timeout, 1.0))
+            await asyncio.wait_for(self._current().stop(), max(drain_timeout, 1.0))
         except TimeoutError:
             log.warning("shutdown: Kafka producer did not flush within %.0fs", drain_timeout)
 
-    @property
-    def raw(self) -> AIOKafkaProducer:
-        """The underlying producer, for the bridge and key admin that share it."""
+    def _current(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise KafkaUnavailable("the Kafka producer is not started")
         return self._producer
 
 
