@@ -6,6 +6,9 @@
 2. In-process ASGI: the app called directly with and without the middleware (no network noise).
 3. ``log()``: cost per call of ``GT8004Logger.log_nowait`` (encode + queue) with a live worker.
 
+``--capture-only`` separates the middleware's own work from the transport's: entries are built but
+never encoded, queued or sent. ``--batch-size`` changes how often the transport sends.
+
     python bench/bench_sdk_middleware.py [--quick]
 """
 
@@ -41,6 +44,8 @@ def build_app(with_middleware: bool, sink_url: str | None) -> Any:
                               batch_size=int(os.environ.get("BENCH_BATCH_SIZE", "50")),
                               max_queue_entries=1_000_000)
         logger.transport.start_auto_flush()
+        if os.environ.get("BENCH_CAPTURE_ONLY"):  # diagnosis: entries built, never encoded or queued
+            logger.log_fields = lambda fields: True  # type: ignore[method-assign]
         app.add_middleware(GT8004Middleware, logger=logger)
 
     @app.post("/chat")
@@ -242,8 +247,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (about 15 s)")
     parser.add_argument("--batch-size", type=int, default=50,
                         help="the instrumented server's batch_size (default 50, the SDK default)")
+    parser.add_argument("--capture-only", action="store_true",
+                        help="diagnosis: the middleware builds entries but nothing is encoded, queued or sent")
     args = parser.parse_args()
     os.environ["BENCH_BATCH_SIZE"] = str(args.batch_size)  # read by the --serve child
+    if args.capture_only:
+        os.environ["BENCH_CAPTURE_ONLY"] = "1"
     rounds, per_round, calls = (4, 500, 5_000) if args.quick else (10, 2_000, 50_000)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, batch_size {args.batch_size}")
     asyncio.run(in_process(calls))
