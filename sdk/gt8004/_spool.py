@@ -29,6 +29,8 @@ __all__ = ["Spool"]
 
 log = logging.getLogger(__name__)
 
+SCAN_INTERVAL = 5.0  # seconds between directory listings when no segment is known to wait
+
 
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
@@ -56,6 +58,8 @@ class Spool:
         self._tmp_path: Path | None = None
         self._tmp_entries = 0
         self._bytes = 0
+        self._maybe_sealed = True  # a .seg file may exist: worth listing the directory
+        self._next_scan = 0.0      # ... and list it now and then anyway (other processes' segments)
         self.recover()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -91,12 +95,10 @@ class Spool:
                 except FileNotFoundError:
                     pass
             self._bytes = total
+        self._maybe_sealed = True
         if recovered:
             log.info("gt8004: recovered %d spooled segment(s) in %s", recovered, self.directory)
         return recovered
-
-    def has_sealed(self) -> bool:
-        return self._tmp_entries > 0 or any(True for _ in self.directory.glob("*.seg"))
 
     @property
     def size_bytes(self) -> int:
@@ -136,6 +138,7 @@ class Spool:
     def _seal_locked(self) -> None:
         if self._fd is None or self._tmp_path is None:
             return
+        self._maybe_sealed = True
         os.close(self._fd)
         stem = self._tmp_path.name.rsplit(".", 2)[0]
         self._tmp_path.rename(self.directory / f"{stem}.seg")
@@ -153,6 +156,7 @@ class Spool:
                 with open(tmp, "wb") as fh:
                     fh.write(data)
                 tmp.rename(self.directory / f"{name}.seg")
+                self._maybe_sealed = True
             except OSError as exc:
                 log.warning("gt8004: spool write failed: %s", exc)
                 return False
@@ -163,7 +167,12 @@ class Spool:
     def claim(self) -> Batch | None:
         """Take the oldest sealed segment (sealing the open one if nothing else waits)."""
         with self._lock:
+            now = time.monotonic()
+            if not self._maybe_sealed and not self._tmp_entries and now < self._next_scan:
+                return None  # nothing known to wait: skip the directory listing (once per batch)
+            self._next_scan = now + SCAN_INTERVAL
             segments = sorted(self.directory.glob("*.seg"))
+            self._maybe_sealed = bool(segments)
             if not segments and self._tmp_entries:
                 self._seal_locked()
                 segments = sorted(self.directory.glob("*.seg"))
@@ -204,6 +213,7 @@ class Spool:
                 stem = path.name.rsplit(".", 2)[0]
                 try:
                     path.rename(self.directory / f"{stem}.seg")
+                    self._maybe_sealed = True
                 except FileNotFoundError:
                     pass
 
