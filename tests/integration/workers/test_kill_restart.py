@@ -18,7 +18,7 @@ import pytest
 from meterline.clickhouse import get_client
 from schemas.topics import Topics
 from tests.integration.workers.procs import WorkerProcess, wait_processed
-from tests.integration.workers.workload import Expected, produce, quantile, request_traffic
+from tests.integration.workers.workload import Expected, committed_total, produce, quantile, request_traffic
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -67,15 +67,22 @@ def test_sigkill_at_random_moments_keeps_totals_exact(kafka_bootstrap: str, topi
     worker = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "worker.log", dsn)
     rng = random.Random(5)
     waves = [records[i::4] for i in range(4)]  # interleaved: duplicates land in other waves too
+    group = f"{topics.prefix}workers.process"
     worker.start()
     for wave in waves[:3]:
+        before = asyncio.run(committed_total(kafka_bootstrap, group, topics.requests, topics.partitions))[0]
         asyncio.run(produce(kafka_bootstrap, topics.requests, wave))
-        time.sleep(rng.uniform(2.5, 6.0))  # some time after start: mid-batch, mid-rebuild or idle
+        deadline = time.monotonic() + 30  # kill while it works through the wave: mid-batch, mid-write
+        while (asyncio.run(committed_total(kafka_bootstrap, group, topics.requests, topics.partitions))[0] == before
+               and time.monotonic() < deadline):
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 0.6))
         worker.kill()
         worker.start()
     asyncio.run(produce(kafka_bootstrap, topics.requests, waves[3]))
-    wait_processed(kafka_bootstrap, f"{topics.prefix}workers.process", topics, timeout=120, proc=worker)
+    wait_processed(kafka_bootstrap, group, topics, timeout=120, proc=worker)
     assert worker.stop() == 0
     log = worker.log()
     assert worker.starts == 4 and log.count("rebuilt dedupe window") >= 3, log[-3000:]
+    print("re-formed batches:", log.count("re-forming the recorded batch"))
     check_totals(dsn, expected)

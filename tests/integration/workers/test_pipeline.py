@@ -208,3 +208,59 @@ async def test_graceful_stop_writes_the_open_batches(kafka_bootstrap: str, topic
     done, end = await committed_total(kafka_bootstrap, processor.group_id, topics.requests, topics.partitions)
     assert done == end
     await sink.close()
+
+
+class TokenRecorder(FlakyClient):
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.tokens: list[str] = []
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        self.tokens.append(kwargs["settings"]["insert_deduplication_token"])
+        return super().raw_insert(*args, **kwargs)
+
+
+async def _processor(settings: WorkerSettings, client: FlakyClient) -> tuple[Processor, ClickHouseSink, Any]:
+    sink = ClickHouseSink(lambda: client, retry_max_s=0.2)
+    assert await sink.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    processor = Processor(settings, sink, producer)
+    await processor.start()
+    return processor, sink, producer
+
+
+async def test_batch_written_but_never_committed_is_reformed_under_its_token(
+        kafka_bootstrap: str, topics: Topics, clickhouse_dsn: str) -> None:
+    settings = WorkerSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix,
+                              partitions=topics.partitions, sink_batch_size=700, sink_interval_s=0.2,
+                              session_timeout_s=6)
+    records, expected = request_traffic(4000, agents=6, dup_rate=0.1, seed=51)
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, records))
+
+    # Worker A writes every batch, but the answer is lost each time: it never commits past a range.
+    first = TokenRecorder(get_client(clickhouse_dsn))
+    first.down = first.after_write = True
+    proc_a, sink_a, prod_a = await _processor(settings, first)
+    await wait_for(lambda: first.failures >= 3)
+    await proc_a.stop(flush_timeout=0.5)  # gives up: as good as dead, with its ranges recorded
+    await prod_a.stop()
+    written_by_a = sink_a.query("SELECT count() FROM request_logs")[0][0]
+    await sink_a.close()
+    assert written_by_a > 0
+
+    # Worker B (same group) re-forms exactly A's recorded batches: same tokens, dropped by ClickHouse,
+    # even though its own batch rule (size, interval) would cut the log elsewhere.
+    second = TokenRecorder(get_client(clickhouse_dsn))
+    proc_b, sink_b, prod_b = await _processor(settings.model_copy(update={"sink_batch_size": 300}), second)
+    try:
+        await wait_for(lambda: sink_b.query("SELECT count() FROM request_logs")[0][0] == expected.distinct)
+        await asyncio.sleep(0.5)
+        assert set(first.tokens) <= set(second.tokens)
+        assert sink_b.query("SELECT count(), uniqExact(agent_id, request_id) FROM request_logs")[0] == (
+            expected.distinct, expected.distinct)
+        assert sink_b.query("SELECT sum(requests) FROM agent_minute")[0][0] == expected.distinct
+    finally:
+        await proc_b.stop()
+        await prod_b.stop()
+        await sink_b.close()

@@ -134,6 +134,7 @@ async def committed_total(bootstrap: str, group: str, topic: str, partitions: in
     """(sum of committed offsets, sum of end offsets) of ``group`` on ``topic``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
 
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -141,8 +142,11 @@ async def committed_total(bootstrap: str, group: str, topic: str, partitions: in
     await admin.start()
     await consumer.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
         ends = await consumer.end_offsets(tps)
+        try:
+            offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+        except KafkaError:  # the group has no coordinator yet: nothing committed
+            offsets = {}
     finally:
         await consumer.stop()
         await admin.close()
