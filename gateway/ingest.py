@@ -11,13 +11,14 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from gateway.errors import IngestRefused
 from schemas.events import (
     BODY_LIMIT,
+    CAMEL_TO_SNAKE,
     IngestBatch,
     RequestBatchRecord,
     RequestEntry,
@@ -27,6 +28,21 @@ from schemas.events import (
 )
 
 SDK_PING: str = "sdk_ping"
+_CAMEL_KEYS: frozenset[str] = frozenset(CAMEL_TO_SNAKE)
+
+
+class _StrictEntry(RequestEntry, forbid_unknown_fields=True):
+    """Fast path: a snake_case entry with only known fields (what our SDK sends)."""
+
+
+class _StrictBatch(msgspec.Struct, forbid_unknown_fields=True):
+    entries: list[_StrictEntry]
+    agent_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    sdk_version: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    batch_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+_strict_decoder = msgspec.json.Decoder(_StrictBatch)
 _MAX_HEADER_NAME = 256
 _MAX_TIMESTAMP = 64
 _CHUNK = 64 * 1024
@@ -88,7 +104,28 @@ def _too_large(max_bytes: int, where: str = "") -> IngestRefused:
 
 
 def parse_batch(body: bytes, *, max_entries: int, now: datetime, body_limit: int = BODY_LIMIT) -> ParsedBatch:
-    """Validate an ingest body; invalid entries are listed, valid ones kept (SPEC §2)."""
+    """Validate an ingest body; invalid entries are listed, valid ones kept (SPEC §2).
+
+    A body of snake_case, schema-valid entries (the common case) is decoded straight into typed
+    structs; anything else (camelCase, unknown or invalid fields) takes the per-entry path.
+    """
+    received = _iso(now)
+    try:
+        strict = _strict_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass
+    else:
+        if 0 < len(strict.entries) <= max_entries:
+            parsed = ParsedBatch(claimed_agent_id=strict.agent_id, sdk_version=strict.sdk_version,
+                                 batch_id=strict.batch_id or uuid.uuid4().hex)
+            for index, typed in enumerate(strict.entries):
+                try:
+                    parsed_entry: RequestEntry = _finish(typed, body_limit, received)
+                except ValueError as exc:
+                    parsed.rejected.append({"index": index, "error": str(exc)[:300]})
+                    continue
+                _keep(parsed, parsed_entry)
+            return parsed
     try:
         doc = msgspec.json.decode(body)
     except RecursionError as exc:
@@ -110,24 +147,33 @@ def parse_batch(body: bytes, *, max_entries: int, now: datetime, body_limit: int
                             "split the batch", status_code=413, code="too_many_entries")
     parsed = ParsedBatch(claimed_agent_id=batch.agent_id, sdk_version=batch.sdk_version,
                          batch_id=batch.batch_id or uuid.uuid4().hex)
-    received = _iso(now)
     for index, raw_entry in enumerate(batch.entries):
         try:
             entry = _entry(raw_entry, body_limit, received)
         except (msgspec.ValidationError, ValueError) as exc:
             parsed.rejected.append({"index": index, "error": str(exc)[:300]})
             continue
-        if entry.source == SDK_PING:
-            parsed.pings += 1
-        else:
-            parsed.entries.append(entry)
+        _keep(parsed, entry)
     return parsed
+
+
+def _keep(parsed: ParsedBatch, entry: RequestEntry) -> None:
+    if entry.source == SDK_PING:
+        parsed.pings += 1
+    else:
+        parsed.entries.append(entry)
 
 
 def _entry(raw: Any, body_limit: int, received: str) -> RequestEntry:
     if not isinstance(raw, dict):
         raise ValueError(f"entry must be an object, got {type(raw).__name__}")
-    entry = msgspec.convert(normalise_keys(raw), RequestEntry)
+    if not _CAMEL_KEYS.isdisjoint(raw):
+        raw = normalise_keys(raw)
+    return _finish(msgspec.convert(raw, RequestEntry), body_limit, received)
+
+
+def _finish(entry: RequestEntry, body_limit: int, received: str) -> RequestEntry:
+    """Checks msgspec cannot express, timestamp normalisation and body truncation."""
     if entry.headers is not None:
         for name in entry.headers:
             if len(name) > _MAX_HEADER_NAME:
@@ -155,6 +201,8 @@ def _normalise_timestamp(value: str) -> str:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(f"timestamp {value[:40]!r} is not ISO-8601 - at `$.timestamp`") from exc
+    if len(value) > 19 and value[-1] == "Z" and value[10] == "T":
+        return value  # already UTC in the canonical ISO form: keep the client's precision as sent
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
