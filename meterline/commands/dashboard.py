@@ -180,8 +180,7 @@ def render_summary(views: DashboardQueries, agent: str, days: int, window: str, 
         f"7 days {ov['week_requests']:,}   30 days {ov['month_requests']:,}",
         f"Revenue   {ov['revenue']:.4f} USDC from {ov['paid_requests']:,} paid requests   "
         f"402s {ov['payment_required']:,}",
-        f"Quality   avg latency {ov['avg_latency_ms']:.1f} ms   error rate {ov['error_rate'] * 100:.2f}%   "
-        f"customers {ov['customers']:,}",
+        f"Quality   avg latency {ov['avg_latency_ms']:.1f} ms   error rate {ov['error_rate'] * 100:.2f}%",
         "",
         f"Daily requests, last {days} days ({daily[0]['day']} .. {daily[-1]['day']}):",
         f"  {sparkline([d['requests'] for d in daily])}  max {max(d['requests'] for d in daily):,}/day",

@@ -68,6 +68,28 @@ def test_overview_matches_naive(views: DashboardQueries, data: Any) -> None:
     assert empty["total_requests"] == 0 and empty["avg_latency_ms"] == 0 and empty["last_request_at"] is None
 
 
+@pytest.mark.parametrize("offset_ms", [0, 17_523])
+def test_overview_windows_are_exact_at_their_edges(views: DashboardQueries, clickhouse: Client,
+                                                   offset_ms: int) -> None:
+    """The rollup covers whole minutes; requests around a window start that falls inside a minute."""
+    now = sample.NOW + timedelta(milliseconds=offset_ms)
+    edges = []
+    for days in (7, 30):
+        start = now - timedelta(days=days)
+        for delta_ms in (-1, 0, 1, 30_000, 59_999, 60_000, -60_001):
+            edges.append(start + timedelta(milliseconds=delta_ms))
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    edges += [midnight - timedelta(milliseconds=1), midnight, now - timedelta(milliseconds=1)]
+    reqs = [sample.Req("agent-edge", f"edge-{offset_ms}-{i}", t, 200 if i % 3 else 500, 10.0 + i, "c1", "t1",
+                       0.01 * (i % 2)) for i, t in enumerate(edges)]
+    sample.insert_requests(clickhouse, reqs)
+    got = views.overview("agent-edge", now=now)
+    want = sample.naive_overview(reqs, "agent-edge", now)
+    assert got.pop("last_request_at") == want.pop("last_request_at")
+    assert got == pytest.approx(want, rel=1e-9)
+    assert got["week_requests"] == sum(t >= now - timedelta(days=7) for t in edges)
+
+
 def test_daily_trend_matches_naive_and_fills_gaps(views: DashboardQueries, data: Any) -> None:
     got = views.daily("agent-b", 45, now=sample.NOW)
     rng = TimeRange.last_days(45, sample.NOW)
