@@ -161,6 +161,3 @@ def quantile(values: list[float], q: float) -> float:
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
-
-def as_any(x: Any) -> Any:
-    return x
