@@ -82,9 +82,9 @@ async def raw_ceiling(url: str, entries: list[RequestLogEntry]) -> float:
     return len(entries) / (time.perf_counter() - started)
 
 
-async def gt8004_rate(url: str, entries: list[RequestLogEntry]) -> tuple[float, float]:
+async def gt8004_rate(url: str, entries: list[RequestLogEntry], gzip: bool = True) -> tuple[float, float]:
     logger = GT8004Logger("bench", "k", url, max_queue_entries=len(entries) + 1000,
-                          max_queue_bytes=1 << 30)
+                          max_queue_bytes=1 << 30, gzip=gzip)
     logger.transport.start_auto_flush()
     started = time.perf_counter()
     for entry in entries:
@@ -150,6 +150,7 @@ def main() -> None:
         base = asyncio.run(seed_baseline(url, entries))
         raw = asyncio.run(raw_ceiling(url, entries))
         rate, log_us = asyncio.run(gt8004_rate(url, entries))
+        plain_rate, _ = asyncio.run(gt8004_rate(url, entries, gzip=False))
     finally:
         sink.terminate()
         sink.wait(10)
@@ -158,6 +159,7 @@ def main() -> None:
     print(f"  raw pre-encoded posts (ceiling): {raw:10,.0f} entries/s  (x{raw / base:.2f})")
     print(f"  gt8004 log() + worker          : {rate:10,.0f} entries/s  (x{rate / base:.2f}); "
           f"log() {log_us:.1f} µs/call while sending")
+    print(f"  gt8004, gzip=False             : {plain_rate:10,.0f} entries/s  (x{plain_rate / base:.2f})")
     sdk_per, seed_per = queue_memory(bound)
     print(f"[memory of a full queue, {bound} entries (endpoint down)]")
     print(f"  gt8004 queue : {sdk_per:7.0f} B/entry  = {sdk_per * bound / 2**20:6.2f} MiB")
