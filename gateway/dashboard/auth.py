@@ -47,7 +47,7 @@ def operator_token_authorizer(token: str) -> Authorize:
     return authorize
 
 
-def any_of(*checks: Authorize) -> Authorize:
+def any_of(*checks: Authorize) -> Callable[[Request, str], Awaitable[None]]:
     """Allow when one check allows; otherwise raise the most specific refusal (403 over 401)."""
 
     async def authorize(request: Request, agent_id: str) -> None:
