@@ -48,7 +48,8 @@ class Transport:
         self._http_transport = http_transport
         self._sender = Sender(agent_id=agent_id, api_key=api_key, ingest_url=ingest_url,
                               retry_delays=config.retry_delays, jitter=config.jitter,
-                              max_retry_after=config.max_retry_after, use_gzip=config.gzip)
+                              max_retry_after=config.max_retry_after, use_gzip=config.gzip,
+                              timeout=config.timeout)
         self._breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown,
                                        config.breaker_max_cooldown)
         self._spool = (Spool(config.spool_dir, config.max_spool_bytes, config.batch_size)

@@ -220,3 +220,18 @@ def test_exit_with_a_hanging_endpoint_keeps_its_deadline_and_spools(sink: Sink, 
     # at-least-once: the batch that hung may also have been completed by the server afterwards;
     # the server deduplicates by request_id. Nothing else is repeated.
     assert sum(counts.values()) <= 25 + 10
+
+
+async def test_request_timeout_is_enforced_then_the_batch_is_retried(sink: Sink) -> None:
+    sink.mode = "hang"
+    logger = GT8004Logger("agent-timeout", "key", sink.url, timeout=0.3, retry_delays=(0.05,),
+                          breaker_cooldown=0.1)
+    await logger.log(entry("t1"))
+    started = time.monotonic()
+    assert await logger.flush(timeout=5.0) is False  # two attempts, each cut at 0.3 s
+    assert time.monotonic() - started < 2.0
+    assert "Timeout" in logger.stats().last_error
+    sink.mode = "ok"
+    await asyncio.to_thread(sink.wait_for, 1, 10.0)
+    await logger.close()
+    assert "t1" in sink.request_ids()
