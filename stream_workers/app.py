@@ -18,6 +18,8 @@ with manual commits — see ``processor`` for why not Faust streams — and, dep
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from typing import Any
 
 import faust
@@ -78,11 +80,17 @@ class WorkerService(Service):
             else:
                 writer = TopicSink(self.producer, s.sink_topic, s.sink_retry_max_s)
             self.processor = Processor(s, writer, self.producer)
+            self.processor.on_fatal = self._fatal
             if s.sink_mode == "direct" and self.clickhouse is not None:
                 self.clickhouse.on_outage = self.processor.set_paused
             await self.processor.start()
         log.info("stream worker %s started (mode %s, process=%s, writes ClickHouse=%s)",
                  s.app_id, s.sink_mode, s.process, s.writes_clickhouse)
+
+    def _fatal(self, exc: BaseException) -> None:
+        """A bug killed the processing loop: stop the whole process (SIGTERM: flush, commit, exit)."""
+        log.critical("stream worker stops after an unexpected error: %r", exc)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def on_stop(self) -> None:
         if self.processor is not None:

@@ -37,8 +37,9 @@ from msgspec import json as msgjson
 
 from stream_workers.batch import OpenBatch
 from stream_workers.dedupe import WindowDeduper
+from stream_workers.errors import StreamWorkerError
 from stream_workers.metrics import CLAMPED, CONSUMER_LAG, DEAD_LETTERS, DEDUPE_HITS, EVENTS_IN, EVENTS_OUT, PAUSED
-from stream_workers.records import Handler
+from stream_workers.records import Handler, Parsed, dead_letter
 from stream_workers.requests.agents import RequestHandler
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import BatchWriter
@@ -67,14 +68,24 @@ class PartitionState:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints here
+    """aiokafka only logs a failing listener; a failure here is fatal for the worker instead."""
+
     def __init__(self, processor: Processor) -> None:
         self._processor = processor
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._processor._on_revoked(revoked)
+        try:
+            await self._processor._on_revoked(revoked)
+        except Exception as exc:
+            self._processor._fail(exc)
+            raise
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._processor._on_assigned(assigned)
+        try:
+            await self._processor._on_assigned(assigned)
+        except Exception as exc:
+            self._processor._fail(exc)
+            raise
 
 
 class Processor:
@@ -97,6 +108,9 @@ class Processor:
         self._rebalancing = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        #: Called with the exception if the loop dies of a bug; the worker service stops the process
+        #: (nothing uncommitted is lost: a restart resumes from the committed ranges).
+        self.on_fatal: Callable[[BaseException], None] | None = None
         session_ms = int(settings.session_timeout_s * 1000)
         common: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
                                   "enable_auto_commit": False, "auto_offset_reset": "earliest"}
@@ -134,6 +148,19 @@ class Processor:
 
     # -- main loop ------------------------------------------------------------------------------------
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception as exc:
+            self._fail(exc)
+            raise
+
+    def _fail(self, exc: BaseException) -> None:
+        log.exception("stream processing failed: %r", exc)
+        self._stopping = True
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    async def _loop(self) -> None:
         interval = self.settings.sink_interval_s
         while not self._stopping:
             try:
@@ -169,7 +196,7 @@ class Processor:
         if batch is None:
             batch = state.batch = OpenBatch(rec.offset)
         handler = state.handler
-        parsed = handler.parse(rec.value, state.tp.topic, state.tp.partition, rec.offset)
+        parsed = _parse(handler, rec, state.tp, rows=True)
         deduper = state.deduper
         ts = rec.timestamp
         rows = batch.rows
@@ -330,7 +357,7 @@ class Processor:
                     state = PartitionState(tp, self.handlers[tp.topic],
                                            WindowDeduper(self.settings.dedupe_window_s * 1000))
                     if offset is not None:
-                        await self._rebuild(state, offset)
+                        await self._rebuild_retrying(state, offset)
                 state.position = offset
                 state.pending_end = pending_end
                 if pending_end is not None:
@@ -363,6 +390,18 @@ class Processor:
             out[tp] = (meta.offset, pending)
         return out
 
+    async def _rebuild_retrying(self, state: PartitionState, committed: int) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._rebuild(state, committed)
+                return
+            except (KafkaError, StreamWorkerError) as exc:
+                log.warning("%s: rebuilding the dedupe window failed (%s); retrying", state.tp, exc)
+                state.deduper = WindowDeduper(self.settings.dedupe_window_s * 1000)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _rebuild(self, state: PartitionState, committed: int) -> None:
         """Re-read the dedupe window before ``committed`` so decisions equal the first owner's."""
         tp, reader = state.tp, self._reader
@@ -385,7 +424,7 @@ class Processor:
             if not records:
                 break
             for rec in records:
-                parsed = state.handler.parse(rec.value, tp.topic, tp.partition, rec.offset, rows=False)
+                parsed = _parse(state.handler, rec, tp, rows=False)
                 for key, _row in parsed.items:
                     state.deduper.is_duplicate(key, rec.timestamp)
                 count += 1
@@ -396,9 +435,21 @@ class Processor:
 
     @staticmethod
     async def _read(reader: AIOKafkaConsumer, tp: TopicPartition, end: int) -> list[Any]:
-        for _ in range(300):  # 60 s: the log is there, Kafka must answer
+        """The next records before ``end``; [] once past it. Raises if Kafka does not answer."""
+        for _ in range(150):
             data = await reader.getmany(tp, timeout_ms=200, max_records=10_000)
             records = [r for r in data.get(tp, []) if r.offset < end]
             if records or data.get(tp):
                 return records
-        return []
+        raise StreamWorkerError(f"no records from {tp.topic}/{tp.partition} within 30 s while rebuilding")
+
+
+def _parse(handler: Handler, rec: Any, tp: TopicPartition, rows: bool) -> Parsed:
+    """``handler.parse``; a record that makes the handler fail becomes a dead letter (deterministically)."""
+    try:
+        return handler.parse(rec.value, tp.topic, tp.partition, rec.offset, rows=rows)
+    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
+        if rows:
+            log.exception("handler failed on %s/%d offset %d", tp.topic, tp.partition, rec.offset)
+        return Parsed(dead=[dead_letter("processing_error", repr(exc), rec.value, tp.topic, tp.partition,
+                                        rec.offset)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from schemas.events import UsageRecord
@@ -79,3 +81,20 @@ def test_sealed_batch_token_is_the_offset_range_and_survives_the_sink_topic() ->
     assert sealed.token == "topic/2/40-43"
     assert [(b.table, b.rows) for b in sealed.blocks] == [("request_logs", 1), ("dead_letters", 1)]
     assert decode_batch(encode_batch(sealed)) == sealed
+
+
+def test_a_handler_bug_becomes_a_dead_letter_not_a_stopped_partition() -> None:
+    from types import SimpleNamespace
+
+    from aiokafka.structs import TopicPartition
+
+    from stream_workers.processor import _parse
+
+    class Broken(RequestHandler):
+        def parse(self, value: bytes | None, topic: str, partition: int, offset: int, rows: bool = True) -> Any:
+            raise OverflowError("bug")
+
+    rec = SimpleNamespace(value=b"{}", offset=3)
+    for rows in (True, False):  # processing and rebuilding decide the same way
+        parsed = _parse(Broken(), rec, TopicPartition("t", 1), rows=rows)
+        assert not parsed.items and [(d.reason, d.offset) for d in parsed.dead] == [("processing_error", 3)]
