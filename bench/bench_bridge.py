@@ -1,0 +1,169 @@
+"""MQTT bridge throughput: QoS 1 reports from Mosquitto into Kafka, against raw Mosquitto delivery.
+
+Same run, same publisher, same payloads: (1) baseline — a plain subscriber receives the reports
+straight from Mosquitto; (2) the bridge (``python -m gateway.bridge``, its own process) delivers
+them into the usage topic, each PUBACK sent only after Kafka acknowledged. Prints reports/s and the
+ratio.
+
+    python bench/bench_bridge.py [--quick] [--reports 20000]
+
+Uses KAFKA_BOOTSTRAP_SERVERS when set, else starts a local Apache Kafka; always starts its own
+Mosquitto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer
+from gmqtt import Client
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.keys.admin import create_key  # noqa: E402
+from meterline.local.kafka import LocalKafka  # noqa: E402
+from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint  # noqa: E402
+from meterline.local.ports import free_port  # noqa: E402
+from schemas.topics import Topics, create_topics  # noqa: E402
+
+
+async def connect(ep: MqttEndpoint, name: str, on_message: Any = None) -> Client:
+    client = Client(f"{name}-{uuid.uuid4().hex[:6]}")
+    client.set_auth_credentials(ep.username, ep.password)
+    if on_message is not None:
+        client.on_message = on_message
+    await client.connect(ep.host, ep.port)
+    return client
+
+
+async def publish_all(ep: MqttEndpoint, payloads: list[bytes]) -> None:
+    publisher = await connect(ep, "pub")
+    for payload in payloads:
+        publisher.publish("billing/report", payload, qos=1)
+        while len(publisher._persistent_storage.get_all()) >= 80:  # broker's receive maximum is 100
+            await asyncio.sleep(0.001)
+    while publisher._persistent_storage.get_all():
+        await asyncio.sleep(0.005)
+    await publisher.disconnect()
+
+
+async def raw_delivery(ep: MqttEndpoint, payloads: list[bytes]) -> float:
+    got = 0
+    done = asyncio.Event()
+
+    def on_message(client: Client, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        nonlocal got
+        got += 1
+        if got == len(payloads):
+            done.set()
+        return 0
+
+    subscriber = await connect(ep, "raw", on_message)
+    subscriber.subscribe(f"$share/raw{uuid.uuid4().hex[:6]}/billing/report", qos=1)
+    await asyncio.sleep(0.5)
+    started = time.perf_counter()
+    await publish_all(ep, payloads)
+    await asyncio.wait_for(done.wait(), 300)
+    elapsed = time.perf_counter() - started
+    await subscriber.disconnect()
+    return len(payloads) / elapsed
+
+
+async def count_topic(bootstrap: str, topic: str, ids: set[str], timeout: float, *, fail: bool = True) -> float:
+    """Wait until reports with all ``ids`` are in ``topic``; return when the last arrived (0: never)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    missing = set(ids)
+    expected = len(ids)
+    deadline = time.monotonic() + timeout
+    try:
+        while missing and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    missing.discard(msgspec.json.decode(record.value)["report_id"])
+    finally:
+        await consumer.stop()
+    seen = expected - len(missing)
+    if missing:
+        if not fail:
+            return 0.0
+        raise SystemExit(f"only {seen}/{expected} reports reached Kafka")
+    return time.perf_counter()
+
+
+async def bridged(ep: MqttEndpoint, bootstrap: str, topics: Topics, payloads: list[bytes], log: Path) -> float:
+    ids = [msgspec.json.decode(p)["report_id"] for p in payloads]
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "METERLINE_TOPIC_PREFIX": topics.prefix,
+           "MQTT_URL": f"mqtt://bridge:bridge-pass@{ep.host}:{ep.port}", "METERLINE_GATEWAY_CREATE_TOPICS": "false",
+           "METERLINE_BRIDGE_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
+    out = log.open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.bridge"], cwd=ROOT, env=env, stdout=out,
+                            stderr=subprocess.STDOUT)
+    out.close()
+    try:
+        warm = 0  # until the bridge has subscribed, reports go nowhere: probe until one arrives
+        while True:
+            warm += 1
+            await publish_all(ep, [payloads[0]])
+            if await count_topic(bootstrap, topics.usage, {ids[0]}, 2, fail=False):
+                break
+            if warm > 30:
+                raise SystemExit(f"the bridge did not start; see {log}")
+        counter = asyncio.create_task(count_topic(bootstrap, topics.usage, set(ids[1:]), 300))
+        started = time.perf_counter()
+        await publish_all(ep, payloads[1:])
+        finished = await counter
+        return (len(payloads) - 1) / (finished - started)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5,000 reports")
+    parser.add_argument("--reports", type=int, default=20_000)
+    args = parser.parse_args()
+    n = 5_000 if args.quick else args.reports
+    work = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
+    with ExitStack() as stack:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            kafka = LocalKafka(work / "kafka", port=free_port(), controller_port=free_port()).start()
+            stack.callback(kafka.stop)
+            bootstrap = kafka.bootstrap_servers
+        mosquitto = LocalMosquitto(work / "mosquitto", port=free_port(), tls_port=free_port(),
+                                   extra_users={"bridge": "bridge-pass"}).start()
+        stack.callback(mosquitto.stop)
+        topics = Topics(prefix=f"benchb{uuid.uuid4().hex[:6]}.", partitions=6)
+        asyncio.run(create_topics(bootstrap, topics))
+        key, _ = asyncio.run(create_key(bootstrap, topics.keys, "bench-app"))
+        payloads = [msgspec.json.encode({"app_id": "bench-app", "api_key": key, "module": "llm", "model": "gpt-4",
+                                         "usage": 150, "timestamp": 1_700_000_000_000 + i,
+                                         "report_id": uuid.uuid4().hex, "metadata": {"customer": f"c{i % 9}"}})
+                    for i in range(n + 1)]
+        raw = asyncio.run(raw_delivery(mosquitto.endpoint, payloads[1:]))
+        bridge = asyncio.run(bridged(mosquitto.endpoint, bootstrap, topics, payloads, work / "bridge.log"))
+        print(f"{n} QoS 1 reports, {len(payloads[0])} bytes each")
+        print(f"raw Mosquitto delivery      : {raw:9,.0f} reports/s")
+        print(f"bridge Mosquitto -> Kafka   : {bridge:9,.0f} reports/s  ratio to raw = {bridge / raw:.2f}")
+        print(f"load average: {os.getloadavg()[0]:.1f}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
