@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -25,17 +26,24 @@ def mqtt_url(ep: MqttEndpoint) -> str:
     return f"mqtt://{ep.username}:{ep.password}@{ep.host}:{ep.port}"
 
 
-@pytest.fixture
-async def bridged(kafka_bootstrap: str, topics: Topics, mosquitto: MqttEndpoint) -> AsyncIterator[GatewayRuntime]:
+@asynccontextmanager
+async def start_bridged(kafka_bootstrap: str, topics: Topics, mosquitto: MqttEndpoint,
+                        **overrides: Any) -> AsyncIterator[GatewayRuntime]:
     settings = make_settings(kafka_bootstrap, topics, bridge=True, mqtt_url=mqtt_url(mosquitto),
                              bridge_client_id=f"bridge-{uuid.uuid4().hex[:8]}",
-                             bridge_share_group=f"g{uuid.uuid4().hex[:8]}")
+                             bridge_share_group=f"g{uuid.uuid4().hex[:8]}", **overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         runtime: GatewayRuntime = app.state.runtime
         assert runtime.bridge is not None
         await runtime.bridge.wait_connected(10)
         await asyncio.sleep(0.3)  # SUBACK
+        yield runtime
+
+
+@pytest.fixture
+async def bridged(kafka_bootstrap: str, topics: Topics, mosquitto: MqttEndpoint) -> AsyncIterator[GatewayRuntime]:
+    async with start_bridged(kafka_bootstrap, topics, mosquitto) as runtime:
         yield runtime
 
 
@@ -105,3 +113,22 @@ async def test_keys_request_answered_with_hashes_only(bridged: GatewayRuntime, m
         await eventually(lambda: any(b'"blocked"' in p for _, p in received), 10)
     finally:
         await client.disconnect()
+
+
+async def test_legacy_mode_announces_raw_keys_it_has_seen(kafka_bootstrap: str, topics: Topics,
+                                                          mosquitto: MqttEndpoint) -> None:
+    async with start_bridged(kafka_bootstrap, topics, mosquitto, bridge_legacy_raw_keys=True) as runtime:
+        seen, unseen = await new_key(runtime, "agent-l"), await new_key(runtime, "agent-l")
+        received: list[tuple[str, bytes]] = []
+        client = await mqtt_client(mosquitto, received)
+        try:
+            client.subscribe("billing/keys/update", qos=1)
+            client.publish("billing/report", report(seen, report_id="legacy-1"), qos=1)
+            await read_topic(kafka_bootstrap, runtime.topics.usage, min_count=1)
+            client.publish("billing/keys/request", b"{}", qos=1)
+            await eventually(lambda: any(t == "billing/keys/update" for t, _ in received), 10)
+        finally:
+            await client.disconnect()
+        updates = {u["api_key_sha256"]: u for u in msgspec.json.decode(received[-1][1])["updates"]}
+        assert updates[hash_key(seen)]["api_key"] == seen  # legacy clients compare raw keys
+        assert "api_key" not in updates[hash_key(unseen)]  # the registry itself never had it
