@@ -73,11 +73,8 @@ class OpenBatch:
         self.recorded = False  # its range is committed as pending (to be re-formed after a crash)
 
     def seal(self, topic: str, partition: int, table: str, columns: list[str]) -> SinkBatch:
+        """The batch's rows for ``table``; its dead letters travel via the dead-letter topic."""
         blocks = []
         if self.rows:
             blocks.append(TableBlock(table, columns, _rows_block(self.rows), len(self.rows)))
-        if self.dead:
-            dead_rows = [[d.failed_at / 1000, d.stage, d.reason, d.error, d.source_topic, d.partition or 0,
-                          d.offset or 0, d.agent_id or "", d.payload] for d in self.dead]
-            blocks.append(TableBlock("dead_letters", DEAD_LETTER_COLUMNS, _rows_block(dead_rows), len(dead_rows)))
         return SinkBatch(f"{topic}/{partition}/{self.start}-{self.end}", blocks, self.record_ts)

@@ -36,6 +36,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from msgspec import json as msgjson
 
 from stream_workers.batch import OpenBatch
+from stream_workers.deadletters import DeadLetterHandler
 from stream_workers.dedupe import WindowDeduper
 from stream_workers.errors import StreamWorkerError
 from stream_workers.metrics import CLAMPED, CONSUMER_LAG, DEAD_LETTERS, DEDUPE_HITS, EVENTS_IN, EVENTS_OUT, PAUSED
@@ -100,6 +101,7 @@ class Processor:
         self.handlers: dict[str, Handler] = handlers or {
             topics.requests: RequestHandler(settings.max_event_age_days),
             topics.usage: UsageHandler(settings.max_event_age_days),
+            topics.dead_letters: DeadLetterHandler(),
         }
         self.group_id = f"{settings.app_id}.process"  # the Faust consumer owns the app id group
         self.states: dict[TopicPartition, PartitionState] = {}

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from meterline.clickhouse import get_client
-from schemas.events import RequestEntry, dead_letter_decoder
+from schemas.events import DeadLetter, RequestEntry, dead_letter_decoder
 from schemas.prices import unit_price
 from schemas.topics import Topics
 from stream_workers.metrics import SINK_RETRIES
@@ -121,16 +121,23 @@ async def test_poison_records_go_to_dead_letters_and_the_stream_keeps_flowing(
                                       "entries": []})),
               ("agent-p", mixed)]
     await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, poison))
+    # The MQTT bridge dead-letters too (sent twice: its producer retried); the workers mirror the topic.
+    bridge = enc.encode(DeadLetter(reason="unknown_key", error="no such key", stage="bridge",
+                                   source_topic="billing/report", payload="{}", failed_at=int(time.time() * 1000)))
+    await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.dead_letters,
+                                                 [("bridge", bridge), ("bridge", bridge)]))
     after, expected = request_traffic(3000, agents=2, dup_rate=0.0, seed=2)
     await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.requests, after))
 
-    dead = await read_dead_letters(kafka_bootstrap, topics.dead_letters, 3)
+    dead = [d for d in await read_dead_letters(kafka_bootstrap, topics.dead_letters, 5) if d.stage == "worker"]
     assert sorted(d.reason for d in dead) == ["invalid_json", "schema", "unsupported_version"]
-    assert all(d.stage == "worker" and d.source_topic == topics.requests for d in dead)
+    assert all(d.source_topic == topics.requests for d in dead)
     assert any("not json" in d.payload for d in dead)
     assert any('"bad-1"' in d.payload for d in dead)  # the entry, not its whole record
     await wait_for(lambda: running.count("SELECT count() FROM request_logs") == expected.distinct + 1)
-    await wait_for(lambda: running.count("SELECT count() FROM dead_letters") == 3)
+    await wait_for(lambda: running.count("SELECT count() FROM dead_letters") == 4)
+    assert running.sink.query("SELECT stage, reason FROM dead_letters WHERE stage = 'bridge'") == [
+        ("bridge", "unknown_key")]
     assert running.count("SELECT count() FROM request_logs WHERE request_id = 'ok-1'") == 1
 
 

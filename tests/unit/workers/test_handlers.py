@@ -79,7 +79,7 @@ def test_sealed_batch_token_is_the_offset_range_and_survives_the_sink_topic() ->
     batch.end = 43
     sealed = batch.seal("topic", 2, "request_logs", RequestHandler.columns)
     assert sealed.token == "topic/2/40-43"
-    assert [(b.table, b.rows) for b in sealed.blocks] == [("request_logs", 1), ("dead_letters", 1)]
+    assert [(b.table, b.rows) for b in sealed.blocks] == [("request_logs", 1)]  # dead letters: via the topic
     assert decode_batch(encode_batch(sealed)) == sealed
 
 
@@ -98,3 +98,24 @@ def test_a_handler_bug_becomes_a_dead_letter_not_a_stopped_partition() -> None:
     for rows in (True, False):  # processing and rebuilding decide the same way
         parsed = _parse(Broken(), rec, TopicPartition("t", 1), rows=rows)
         assert not parsed.items and [(d.reason, d.offset) for d in parsed.dead] == [("processing_error", 3)]
+
+
+def test_dead_letter_mirror_keys_ignore_the_publish_time_of_replayed_worker_letters() -> None:
+    from schemas.events import DeadLetter
+    from stream_workers.deadletters import DeadLetterHandler
+
+    h = DeadLetterHandler()
+    worker = DeadLetter(reason="schema", error="e", stage="worker", source_topic="req", payload="{}", failed_at=1,
+                        partition=0, offset=7)
+    again = msgspec.structs.replace(worker, failed_at=2)  # the same letter, published again by a replay
+    other = msgspec.structs.replace(worker, payload='{"x":1}')  # another bad entry of the same record
+    bridge1 = DeadLetter(reason="unknown_key", error="e", stage="bridge", source_topic="billing/report",
+                         payload="{}", failed_at=5)
+    bridge2 = msgspec.structs.replace(bridge1, failed_at=6)  # a second, separate report
+    keys = [h.parse(enc.encode(d), "dlq", 0, i).items[0][0] for i, d in enumerate((worker, again, other, bridge1,
+                                                                                   bridge2))]
+    assert keys[0] == keys[1] and len(set(keys)) == 4
+    row = h.parse(enc.encode(worker), "dlq", 0, 0).items[0][1]
+    assert row[:3] == [0.001, "worker", "schema"]
+    junk = h.parse(b"not a dead letter", "dlq", 2, 9)
+    assert junk.items[0][1][2] == "invalid_dead_letter" and not junk.dead
