@@ -255,6 +255,14 @@
     document.body.dataset.state = "ready";
   }
 
+  // Observability is a log stream: refresh it while its tab is shown and the page is visible.
+  const LOG_REFRESH_MS = 10000;
+  setInterval(() => {
+    if (token && !document.hidden && $("tab-observability").classList.contains("active")) {
+      guarded(loadLogs).catch(() => {});
+    }
+  }, LOG_REFRESH_MS);
+
   function selectTab(name) {
     for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
     for (const s of document.querySelectorAll(".panel")) s.classList.toggle("active", s.id === "tab-" + name);

@@ -132,8 +132,9 @@ def render(url: str) -> _Dom:
 
 def test_page_renders_charts_with_the_right_numbers_in_chromium(live: Any) -> None:
     base, reqs, _usage, now = live
-    dom = render(f"{base}/dashboard/{AGENT}#token={OPERATOR_TOKEN}")
+    dom = render(f"{base}/dashboard/{AGENT}?tab=speed#token={OPERATOR_TOKEN}")
     assert dom.body.get("data-state") == "ready", dom.by_id.get("status")
+    assert dom.by_id["tab-speed"]["class"] == "panel active" and dom.by_id["tab-overview"]["class"] == "panel"
 
     traffic = sample.traffic(reqs, AGENT)
     assert int(dom.by_id["ov-total_requests"]["data-value"]) == len(traffic)
