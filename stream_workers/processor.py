@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from msgspec import json as msgjson
@@ -38,9 +37,9 @@ from msgspec import json as msgjson
 from stream_workers.batch import OpenBatch
 from stream_workers.deadletters import DeadLetterHandler
 from stream_workers.dedupe import WindowDeduper
-from stream_workers.errors import StreamWorkerError
 from stream_workers.metrics import CLAMPED, CONSUMER_LAG, DEAD_LETTERS, DEDUPE_HITS, EVENTS_IN, EVENTS_OUT, PAUSED
-from stream_workers.records import Handler, Parsed, dead_letter
+from stream_workers.records import Handler
+from stream_workers.recovery import PENDING, Recovery, parse_record
 from stream_workers.requests.agents import RequestHandler
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import BatchWriter
@@ -49,7 +48,6 @@ from stream_workers.usage.agents import UsageHandler
 __all__ = ["PartitionState", "Processor"]
 
 log = logging.getLogger(__name__)
-_PENDING = "pending:"
 _encode = msgjson.Encoder().encode
 
 
@@ -120,13 +118,11 @@ class Processor:
             group_id=self.group_id, session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, session_ms // 4),
             max_poll_interval_ms=600_000, rebalance_timeout_ms=max(30_000, session_ms * 3),
             client_id=f"{self.group_id}-processor", **common)
-        self._reader = AIOKafkaConsumer(group_id=None, client_id=f"{self.group_id}-rebuild", **common)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        self._recovery = Recovery(settings, self.group_id)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self._admin.start()
-        await self._reader.start()
+        await self._recovery.start()
         self.consumer.subscribe(list(self.handlers), listener=_Listener(self))
         await self.consumer.start()
         self._task = asyncio.create_task(self._run(), name="meterline-processor")
@@ -142,8 +138,7 @@ class Processor:
                 await self._drain(state, abort=lambda: time.monotonic() > deadline)
             self.states.clear()
         await self.consumer.stop()
-        await self._reader.stop()
-        await self._admin.close()
+        await self._recovery.stop()
 
     def _abort(self) -> bool:
         return self._stopping or self._rebalancing
@@ -198,7 +193,7 @@ class Processor:
         if batch is None:
             batch = state.batch = OpenBatch(rec.offset)
         handler = state.handler
-        parsed = _parse(handler, rec, state.tp, rows=True)
+        parsed = parse_record(handler, rec, state.tp, rows=True)
         deduper = state.deduper
         ts = rec.timestamp
         rows = batch.rows
@@ -271,7 +266,7 @@ class Processor:
         """Record the range, publish dead letters, write, commit. False leaves ``state.writing`` set."""
         tp = state.tp
         if not batch.recorded:
-            if not await self._commit(tp, batch.start, f"{_PENDING}{batch.end}", abort):
+            if not await self._commit(tp, batch.start, f"{PENDING}{batch.end}", abort):
                 return False
             batch.recorded = True
         if batch.dead and not await self._publish_dead_letters(batch, abort):
@@ -349,17 +344,16 @@ class Processor:
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
             mine = [tp for tp in assigned if tp.topic in self.handlers]
-            committed = await self._committed(mine)
+            committed = await self._recovery.committed(mine)
             for tp in mine:
                 offset, pending_end = committed.get(tp, (None, None))
                 old = self._retained.pop(tp, None)
                 if old is not None and old.position == offset and pending_end is None:
                     state = old
                 else:
-                    state = PartitionState(tp, self.handlers[tp.topic],
-                                           WindowDeduper(self.settings.dedupe_window_s * 1000))
-                    if offset is not None:
-                        await self._rebuild_retrying(state, offset)
+                    handler = self.handlers[tp.topic]
+                    deduper = await self._recovery.rebuild(handler, tp, offset)
+                    state = PartitionState(tp, handler, deduper)
                 state.position = offset
                 state.pending_end = pending_end
                 if pending_end is not None:
@@ -369,89 +363,3 @@ class Processor:
             self._retained.clear()
             self._rebalancing = False
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in mine))
-
-    async def _committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, tuple[int | None, int | None]]:
-        if not tps:
-            return {}
-        delay = 0.1
-        while True:
-            try:
-                found = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
-                break
-            except KafkaError as exc:
-                log.warning("reading committed offsets failed (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        out: dict[TopicPartition, tuple[int | None, int | None]] = {}
-        for tp in tps:
-            meta = found.get(tp)
-            if meta is None or meta.offset < 0:
-                out[tp] = (None, None)
-                continue
-            pending = int(meta.metadata[len(_PENDING):]) if meta.metadata.startswith(_PENDING) else None
-            out[tp] = (meta.offset, pending)
-        return out
-
-    async def _rebuild_retrying(self, state: PartitionState, committed: int) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await self._rebuild(state, committed)
-                return
-            except (KafkaError, StreamWorkerError) as exc:
-                log.warning("%s: rebuilding the dedupe window failed (%s); retrying", state.tp, exc)
-                state.deduper = WindowDeduper(self.settings.dedupe_window_s * 1000)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _rebuild(self, state: PartitionState, committed: int) -> None:
-        """Re-read the dedupe window before ``committed`` so decisions equal the first owner's."""
-        tp, reader = state.tp, self._reader
-        started = time.monotonic()
-        reader.assign([tp])
-        first = (await reader.beginning_offsets([tp]))[tp]
-        if committed <= first:
-            return
-        reader.seek(tp, committed - 1)
-        last = await self._read(reader, tp, committed)
-        if not last:
-            return
-        horizon = last[-1].timestamp - self.settings.dedupe_window_s * 1000
-        found = (await reader.offsets_for_times({tp: max(0, horizon)}))[tp]
-        start = max(first, found.offset if found is not None else committed - 1)
-        reader.seek(tp, start)
-        count = 0
-        while True:
-            records = await self._read(reader, tp, committed)
-            if not records:
-                break
-            for rec in records:
-                parsed = _parse(state.handler, rec, tp, rows=False)
-                for key, _row in parsed.items:
-                    state.deduper.is_duplicate(key, rec.timestamp)
-                count += 1
-            if records[-1].offset + 1 >= committed:
-                break
-        log.info("%s: rebuilt dedupe window from %d records before offset %d in %.2fs",
-                 tp, count, committed, time.monotonic() - started)
-
-    @staticmethod
-    async def _read(reader: AIOKafkaConsumer, tp: TopicPartition, end: int) -> list[Any]:
-        """The next records before ``end``; [] once past it. Raises if Kafka does not answer."""
-        for _ in range(150):
-            data = await reader.getmany(tp, timeout_ms=200, max_records=10_000)
-            records = [r for r in data.get(tp, []) if r.offset < end]
-            if records or data.get(tp):
-                return records
-        raise StreamWorkerError(f"no records from {tp.topic}/{tp.partition} within 30 s while rebuilding")
-
-
-def _parse(handler: Handler, rec: Any, tp: TopicPartition, rows: bool) -> Parsed:
-    """``handler.parse``; a record that makes the handler fail becomes a dead letter (deterministically)."""
-    try:
-        return handler.parse(rec.value, tp.topic, tp.partition, rec.offset, rows=rows)
-    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
-        if rows:
-            log.exception("handler failed on %s/%d offset %d", tp.topic, tp.partition, rec.offset)
-        return Parsed(dead=[dead_letter("processing_error", repr(exc), rec.value, tp.topic, tp.partition,
-                                        rec.offset)])

@@ -88,7 +88,7 @@ def test_a_handler_bug_becomes_a_dead_letter_not_a_stopped_partition() -> None:
 
     from aiokafka.structs import TopicPartition
 
-    from stream_workers.processor import _parse
+    from stream_workers.recovery import parse_record
 
     class Broken(RequestHandler):
         def parse(self, value: bytes | None, topic: str, partition: int, offset: int, rows: bool = True) -> Any:
@@ -96,7 +96,7 @@ def test_a_handler_bug_becomes_a_dead_letter_not_a_stopped_partition() -> None:
 
     rec = SimpleNamespace(value=b"{}", offset=3)
     for rows in (True, False):  # processing and rebuilding decide the same way
-        parsed = _parse(Broken(), rec, TopicPartition("t", 1), rows=rows)
+        parsed = parse_record(Broken(), rec, TopicPartition("t", 1), rows=rows)
         assert not parsed.items and [(d.reason, d.offset) for d in parsed.dead] == [("processing_error", 3)]
 
 
