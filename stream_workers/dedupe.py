@@ -6,7 +6,7 @@ before this record's timestamp (every sighting counts, duplicates included, so t
 that one window of the log only — "first accepted" would depend on the whole history). It never
 depends on wall clocks, crashes or batch boundaries, so a replay after a crash, a rebalance or a restart
 re-forms exactly the same deduplicated batches. State is rebuilt on assignment by re-reading the
-window of the log before the committed offset (``Processor._rebuild``); memory is one dict entry per
+window of the log before the committed offset (``recovery.Recovery.rebuild``); memory is one dict entry per
 distinct key seen within the window.
 """
 
