@@ -18,6 +18,8 @@ from fastapi import HTTPException, Request, status
 #: ``agent_id``'s data, else raises ``HTTPException`` 401 (no or unknown credentials) or 403 (valid
 #: credentials, other agent). ``gateway.deps.authorize_agent_access`` is one.
 Authorize = Callable[[Request, str], object | Awaitable[object]]
+#: ``check(request)`` returns if the caller is the operator, else raises ``HTTPException`` 401/403.
+OperatorCheck = Callable[[Request], object | Awaitable[object]]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -33,16 +35,26 @@ def unauthorized(detail: str = "missing or unknown credentials") -> HTTPExceptio
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def operator_token_authorizer(token: str) -> Authorize:
-    """Allow any agent to a caller presenting ``token`` (compared as SHA-256 digests, constant time)."""
+def operator_token_check(token: str) -> Callable[[Request], None]:
+    """An ``OperatorCheck`` for callers presenting ``token`` (compared as SHA-256 digests, constant time)."""
     if len(token) < 16:
         raise ValueError("an operator token needs at least 16 characters")
     expected = hashlib.sha256(token.encode()).digest()
 
-    def authorize(request: Request, agent_id: str) -> None:
+    def check(request: Request) -> None:
         given = bearer_token(request)
         if given is None or not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
             raise unauthorized()
+
+    return check
+
+
+def operator_token_authorizer(token: str) -> Authorize:
+    """Allow any agent to a caller presenting ``token`` (compared as SHA-256 digests, constant time)."""
+    check = operator_token_check(token)
+
+    def authorize(request: Request, agent_id: str) -> None:
+        check(request)
 
     return authorize
 
@@ -66,4 +78,5 @@ def any_of(*checks: Authorize) -> Callable[[Request, str], Awaitable[None]]:
     return authorize
 
 
-__all__ = ["Authorize", "any_of", "bearer_token", "operator_token_authorizer", "unauthorized"]
+__all__ = ["Authorize", "OperatorCheck", "any_of", "bearer_token", "operator_token_authorizer",
+           "operator_token_check", "unauthorized"]

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.dashboard.auth import Authorize
+from gateway.dashboard.auth import Authorize, OperatorCheck
 from gateway.dashboard.errors import DashboardError
 from gateway.dashboard.export import usage_to_csv
 from gateway.dashboard.queries import (
@@ -38,6 +39,7 @@ from gateway.dashboard.queries import (
     TimeRange,
     utcnow,
 )
+from gateway.dashboard.sqlguard import MAX_ROWS, MAX_SQL_BYTES, run_read_only
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,32 @@ def _range(days: int, start: datetime | None, end: datetime | None, month: str |
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else "query refused"
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def create_dashboard_router(client_factory: Callable[[], Client], authorize: Authorize) -> APIRouter:
-    """Build the read API and dashboard page over ``client_factory()`` guarded by ``authorize``."""
+class SqlRequest(BaseModel):
+    """``POST /v1/sql``: one read-only statement with ``{name:Type}`` parameters bound by the engine."""
+
+    query: str = Field(min_length=1, max_length=MAX_SQL_BYTES)
+    params: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict, max_length=64)
+    max_rows: int = Field(default=1000, ge=1, le=MAX_ROWS)
+
+
+def create_dashboard_router(client_factory: Callable[[], Client], authorize: Authorize, *,
+                            sql_client_factory: Callable[[], Client] | None = None,
+                            authorize_operator: OperatorCheck | None = None) -> APIRouter:
+    """Build the read API and dashboard page over ``client_factory()`` guarded by ``authorize``.
+
+    With ``sql_client_factory`` and ``authorize_operator`` it also serves ``POST /v1/sql``
+    (operator only, read-only) for ``meterline sql`` against a stack whose embedded engine
+    another process owns. The SQL client should be a client of its own.
+    """
 
     async def owner(request: Request, agent_id: AgentId) -> str:
         outcome = authorize(request, agent_id)
@@ -103,6 +125,12 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
             return await run_in_threadpool(method, *args, **kwargs)
         except DashboardError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+        except DatabaseError as exc:  # the engine refused the query (ad-hoc SQL: syntax, readonly)
+            if method is run_read_only:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, _first_line(exc)) from exc
+            log.warning("dashboard query failed: %s", exc)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics store unavailable",
+                                headers={"Retry-After": "5"}) from exc
         except ClickHouseError as exc:
             log.warning("dashboard query failed: %s", exc)
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics store unavailable",
@@ -187,6 +215,21 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
     router = APIRouter()
     router.include_router(api)
     router.include_router(page)
+    if sql_client_factory is not None and authorize_operator is not None:
+        sql_router = APIRouter(tags=["dashboard"])
+        check_operator = authorize_operator
+        sql_factory = sql_client_factory
+
+        @sql_router.post("/v1/sql", summary="Operator: run one read-only SQL statement")
+        async def sql(request: Request, body: SqlRequest) -> dict[str, Any]:
+            outcome = check_operator(request)
+            if inspect.isawaitable(outcome):
+                await outcome
+            columns, rows, truncated = await run(run_read_only, sql_factory(), body.query, body.params,
+                                                 body.max_rows)
+            return {"columns": columns, "rows": rows, "truncated": truncated}
+
+        router.include_router(sql_router)
     return router
 
 

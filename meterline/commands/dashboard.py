@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -21,15 +21,13 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from gateway.dashboard.export import csv_value, usage_to_csv
 from gateway.dashboard.queries import PERIODS, DashboardQueries, TimeRange, utcnow
-from meterline.clickhouse import get_client
-from meterline.errors import ConfigError, MeterlineError
+from gateway.dashboard.remote import RemoteViews
+from gateway.dashboard.sqlguard import check_read_only, run_read_only
+from meterline.clickhouse import get_client, parse_dsn
+from meterline.errors import ConfigError, InfrastructureError, MeterlineError
 from meterline.settings import StackSettings
 
-#: Statements ``meterline sql`` runs; the engine enforces it too (``readonly=2``).
-READ_ONLY_STATEMENTS: Final = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
-MAX_SQL_BYTES: Final = 256 * 1024
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_SPARK = "▁▂▃▄▅▆▇█"
+_SPARK: Final = "▁▂▃▄▅▆▇█"
 
 
 def register(sub: Any) -> None:
@@ -40,12 +38,14 @@ def register(sub: Any) -> None:
                    help="bind a {NAME:Type} parameter (repeatable)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--max-rows", type=int, default=1000, help="print at most this many rows (default 1000)")
+    _remote_options(p, "an operator token (METERLINE_OPERATOR_TOKEN)")
     p.set_defaults(func=cmd_sql)
 
     p = sub.add_parser("dashboard", help="terminal summary of one agent's dashboard")
     p.add_argument("--agent", required=True, help="agent id")
     p.add_argument("--days", type=int, default=14, help="days of daily trend to show (default 14)")
     p.add_argument("--window", default="24h", help="speed-insights window: 1h, 6h, 24h, 7d, 30d")
+    _remote_options(p, "the agent's API key or the operator token")
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("export", help="export data as CSV")
@@ -55,29 +55,60 @@ def register(sub: Any) -> None:
     u.add_argument("--period", required=True, help="calendar month YYYY-MM, or a range FROM..TO (dates)")
     u.add_argument("--granularity", choices=PERIODS, default="day", help="rows per day, week or month")
     u.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    _remote_options(u, "the customer's API key or the operator token")
     u.set_defaults(func=cmd_export_usage)
 
 
-def _client() -> Client:
-    return get_client(StackSettings().effective_clickhouse_url(), create_database=False)
+def _remote_options(p: argparse.ArgumentParser, token_help: str) -> None:
+    p.add_argument("--gateway", metavar="URL", default=os.environ.get("METERLINE_GATEWAY_URL"),
+                   help="read through this gateway's HTTP API instead of CLICKHOUSE_URL (METERLINE_GATEWAY_URL); "
+                        "used by itself when a running local stack holds the embedded engine")
+    p.add_argument("--token", default=None,
+                   help=f"bearer token for --gateway: {token_help} (default METERLINE_TOKEN, "
+                        "then METERLINE_OPERATOR_TOKEN)")
+
+
+def _token(args: argparse.Namespace) -> str:
+    token: str = args.token or os.environ.get("METERLINE_TOKEN") or os.environ.get("METERLINE_OPERATOR_TOKEN") or ""
+    return token
+
+
+def _source(args: argparse.Namespace) -> Client | RemoteViews:
+    """ClickHouse at CLICKHOUSE_URL, or the gateway's read API when asked or when the engine is busy."""
+    if args.gateway:
+        return RemoteViews(args.gateway, _token(args))
+    settings = StackSettings()
+    url = settings.effective_clickhouse_url()
+    try:
+        return get_client(url, create_database=False)
+    except InfrastructureError:
+        if not _engine_locked(url):
+            raise
+        gateway = f"http://127.0.0.1:{settings.meterline_gateway_port}"
+        print(f"meterline: the embedded engine at {url} belongs to a running stack; reading through {gateway}",
+              file=sys.stderr)
+        return RemoteViews(gateway, _token(args))
+
+
+def _engine_locked(url: str) -> bool:
+    """Whether ``url`` is an embedded chDB directory another process holds (its status file is locked)."""
+    import fcntl
+
+    engine = parse_dsn(url)[0]
+    if not engine.startswith("chdb:///"):
+        return False
+    try:
+        with (Path(engine.removeprefix("chdb://")) / "status").open("rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 # ----------------------------------------------------------------------------- meterline sql
-
-
-def check_read_only(sql: str) -> str:
-    """Return ``sql`` without a trailing ``;`` if it is one read-only statement; else raise ConfigError."""
-    if len(sql.encode()) > MAX_SQL_BYTES:
-        raise ConfigError(f"query is longer than {MAX_SQL_BYTES} bytes")
-    bare = _COMMENTS.sub(" ", sql).strip().rstrip(";").strip()
-    if not bare:
-        raise ConfigError("no SQL given")
-    if ";" in bare:
-        raise ConfigError("one statement at a time (found ';' inside the query)")
-    keyword = bare.split(None, 1)[0].upper()
-    if keyword not in READ_ONLY_STATEMENTS:
-        raise ConfigError(f"meterline sql is read-only: {keyword} refused (allowed: {', '.join(READ_ONLY_STATEMENTS)})")
-    return sql.strip().rstrip(";").strip()
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -94,18 +125,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
     if bool(args.query) == bool(args.file):
         raise ConfigError("give the SQL either as an argument or with --file")
     text = args.file.read_text() if args.file else args.query
-    sql = check_read_only(text)
-    max_rows = max(1, min(args.max_rows, 1_000_000))
-    settings = {"readonly": 2, "max_result_rows": max_rows, "result_overflow_mode": "break"}
+    check_read_only(text)
+    params = _params(args.param)
+    source = _source(args)
     try:
-        result = _client().query(sql, parameters=_params(args.param) or None, settings=settings)
+        if isinstance(source, RemoteViews):
+            columns, rows, truncated = source.sql(text, params, args.max_rows)
+        else:
+            columns, rows, truncated = run_read_only(source, text, params, args.max_rows)
     except ClickHouseError as exc:
         raise MeterlineError(f"query failed: {exc}") from exc
-    rows = [list(r) for r in result.result_rows[:max_rows]]
-    write_rows(sys.stdout, list(result.column_names), rows, args.format)
+    write_rows(sys.stdout, columns, rows, args.format)
     if args.format == "table":
-        more = " (truncated)" if len(result.result_rows) > max_rows else ""
-        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{more})")
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{' (truncated)' if truncated else ''})")
     return 0
 
 
@@ -158,7 +190,8 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(_SPARK[min(len(_SPARK) - 1, int(v / top * (len(_SPARK) - 1) + 0.5))] if v else " " for v in values)
 
 
-def render_summary(views: DashboardQueries, agent: str, days: int, window: str, now: datetime | None = None) -> str:
+def render_summary(views: DashboardQueries | RemoteViews, agent: str, days: int, window: str,
+                   now: datetime | None = None) -> str:
     now = now or utcnow()
     ov = views.overview(agent, now)
     daily = views.daily(agent, days, now)
@@ -208,7 +241,8 @@ def _indent(text: str) -> list[str]:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    views = DashboardQueries(_client())
+    source = _source(args)
+    views = source if isinstance(source, RemoteViews) else DashboardQueries(source)
     try:
         sys.stdout.write(render_summary(views, args.agent, args.days, args.window))
     except ClickHouseError as exc:
@@ -234,14 +268,17 @@ def parse_period(period: str) -> TimeRange:
 
 def cmd_export_usage(args: argparse.Namespace) -> int:
     rng = parse_period(args.period)
+    source = _source(args)
     try:
-        rows = DashboardQueries(_client()).usage(args.customer, rng, args.granularity)
+        if isinstance(source, RemoteViews):
+            text = source.usage_csv(args.customer, rng, args.granularity)
+        else:
+            text = usage_to_csv(DashboardQueries(source).usage(args.customer, rng, args.granularity))
     except ClickHouseError as exc:
         raise MeterlineError(f"query failed: {exc}") from exc
-    text = usage_to_csv(rows)
     if args.output:
         args.output.write_text(text)
-        print(f"wrote {len(rows)} rows to {args.output}", file=sys.stderr)
+        print(f"wrote {text.count(chr(10)) - 1} rows to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
@@ -16,14 +17,19 @@ from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 
 from gateway.dashboard import create_dashboard_router, operator_token_authorizer
+from gateway.dashboard.auth import operator_token_check
 from meterline.local.ports import free_port
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 
 
-def dashboard_app(client: Client) -> FastAPI:
+def dashboard_app(client: Client, sql_client: Client | None = None) -> FastAPI:
+    """The router alone, operator-token auth; with ``sql_client`` also the operator's ``POST /v1/sql``."""
     app = FastAPI()
-    app.include_router(create_dashboard_router(lambda: client, operator_token_authorizer(OPERATOR_TOKEN)))
+    extra: dict[str, Any] = {}
+    if sql_client is not None:
+        extra = {"sql_client_factory": lambda: sql_client, "authorize_operator": operator_token_check(OPERATOR_TOKEN)}
+    app.include_router(create_dashboard_router(lambda: client, operator_token_authorizer(OPERATOR_TOKEN), **extra))
     return app
 
 

@@ -106,3 +106,44 @@ def test_export_usage_per_customer_and_month(loaded: Any, tmp_dir: Any, capsys: 
     end = sample.NOW.replace(hour=0, minute=0, second=0) + timedelta(days=1)
     assert sum(int(r["units"]) for r in monthly) == sum(u.usage for u in usage if first <= u.event_time < end)
     assert main(["export", "usage", "--period", "November"]) == 2
+
+
+def test_commands_read_through_the_gateway_when_told(loaded: Any, clickhouse_dsn: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """What `meterline up` users get: the stack owns the embedded engine, the CLI goes over HTTP."""
+    import httpx
+
+    from meterline.clickhouse import get_client
+    from tests.integration.dashboard.server import OPERATOR_TOKEN, dashboard_app, serve
+
+    client, reqs, _ = loaded
+    query = ("SELECT agent_id, count() AS n FROM request_logs WHERE source != 'sdk_ping' "
+             "GROUP BY agent_id ORDER BY agent_id")
+    assert main(["sql", query]) == 0
+    local = capsys.readouterr().out
+    month = sample.NOW.strftime("%Y-%m")
+    assert main(["export", "usage", "--customer", "app-1", "--period", month]) == 0
+    local_csv = capsys.readouterr().out
+
+    with serve(dashboard_app(client, sql_client=get_client(clickhouse_dsn))) as base:
+        remote = ["--gateway", base, "--token", OPERATOR_TOKEN]
+        assert main(["sql", query, *remote]) == 0
+        assert capsys.readouterr().out == local
+        assert main(["export", "usage", "--customer", "app-1", "--period", month, *remote]) == 0
+        assert capsys.readouterr().out == local_csv
+        assert main(["dashboard", "--agent", "agent-b", *remote]) == 0
+        out = capsys.readouterr().out
+        assert f"total {len(sample.traffic(reqs, 'agent-b')):,}" in out
+
+        assert main(["sql", "DROP TABLE request_logs", *remote]) == 2  # refused before sending
+        with httpx.Client(base_url=base) as http:
+            auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+            sneaky = http.post("/v1/sql", json={"query": "WITH 1 AS x INSERT INTO request_logs (agent_id) SELECT 'x'"},
+                               headers=auth)
+            assert sneaky.status_code == 400  # the engine's readonly refuses what the keyword check let through
+            assert http.post("/v1/sql", json={"query": "SELECT 1"}).status_code == 401
+            ok = http.post("/v1/sql", json={"query": "SELECT {n:UInt8} + 1 AS v", "params": {"n": "41"}}, headers=auth)
+            assert ok.json() == {"columns": ["v"], "rows": [[42]], "truncated": False}
+        assert main(["sql", "SELECT 1", "--gateway", base, "--token", "wrong-token-wrong-token"]) == 2
+        assert "401" in capsys.readouterr().err
+    assert client.query("SELECT count() FROM request_logs WHERE agent_id = 'x'").result_rows[0][0] == 0

@@ -9,7 +9,7 @@ import pytest
 from gateway.dashboard.export import usage_to_csv
 from gateway.dashboard.queries import TimeRange
 from meterline.commands.dashboard import check_read_only, format_table, parse_period, sparkline
-from meterline.errors import ConfigError, MeterlineError
+from meterline.errors import MeterlineError
 
 
 @pytest.mark.parametrize("sql", ["SELECT 1", "  select 1;", "-- note\nWITH 1 AS x SELECT x", "SHOW TABLES",
@@ -21,7 +21,7 @@ def test_read_only_statements_pass(sql: str) -> None:
 @pytest.mark.parametrize("sql", ["", "  ;", "DROP TABLE t", "insert into t values (1)", "SELECT 1; SELECT 2",
                                  "OPTIMIZE TABLE t", "-- SELECT\nTRUNCATE t", "SYSTEM STOP MERGES"])
 def test_writes_and_multiple_statements_are_refused(sql: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(MeterlineError):
         check_read_only(sql)
 
 
