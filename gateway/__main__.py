@@ -1,8 +1,7 @@
 """``python -m gateway``: serve the gateway (settings from the environment)."""
 
-import logging
-
+from gateway.logs import configure
 from gateway.serve import serve
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+configure()
 serve()

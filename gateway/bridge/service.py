@@ -8,6 +8,7 @@ import signal
 
 from gateway.bridge.mqtt import MqttBridge
 from gateway.keys.registry import KeyRegistry
+from gateway.logs import configure
 from gateway.metrics import GatewayMetrics
 from gateway.producer import EventProducer
 from gateway.settings import GatewaySettings
@@ -42,7 +43,7 @@ async def run_bridge(settings: GatewaySettings, stop: asyncio.Event) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure()
     settings = GatewaySettings()
 
     async def _main() -> None:

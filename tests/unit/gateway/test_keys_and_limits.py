@@ -113,3 +113,14 @@ def test_public_surface() -> None:
                                          "hash_key", "is_key_format"}
     assert {"AgentDep", "AgentAccessDep", "RuntimeDep", "SettingsDep", "authorize_agent_access"} <= set(
         gateway.deps.__all__)
+
+
+def test_json_log_lines() -> None:
+    import json
+    import logging
+
+    from gateway.logs import JsonFormatter
+
+    record = logging.LogRecord("gateway.x", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "hello world" and line["level"] == "WARNING" and line["ts"].endswith("Z")
