@@ -2,10 +2,13 @@
 
 ``submit`` (called by ``GT8004Logger.log`` and the middleware) only appends encoded bytes to a
 deque under a lock and, at most once per batch, wakes the worker: it never waits on the network.
-The worker is a daemon thread running its own asyncio loop with an ``httpx.AsyncClient``, so the
-host's event loop (or a host without one, at import time) is never involved; it is started lazily
-and restarted in a forked child. Entries live in exactly one place at a time: the memory queue,
-a put-back batch (kept with its id), the batch in flight, or the on-disk spool.
+The worker is a daemon thread running its own asyncio loop, so the host's event loop (or a host
+without one, at import time) is never involved; it is started lazily and restarted in a forked
+child. It sends with the lean blocking ``WireClient`` (``_wire``: the worker shares the GIL with
+the host, and httpx's per-request Python work showed up in the host's p99), or with an
+``httpx.AsyncClient`` when the caller passes ``http_transport`` or a proxy is configured.
+Entries live in exactly one place at a time: the memory queue, a put-back batch (kept with its
+id), the batch in flight, or the on-disk spool.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ._queue import EntryQueue
 from ._runtime import InlineExecutor, install_process_hooks
 from ._sender import Batch, Outcome, OutcomeKind, Sender
 from ._spool import Spool
+from ._wire import WireClient, proxy_for
 
 __all__ = ["DropCallback", "Transport"]
 
@@ -78,7 +82,7 @@ class Transport:
         self._wake: asyncio.Event | None = None
         self._close_event: asyncio.Event | None = None
         self._client_ready: asyncio.Event | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | WireClient | None = None
         self._done: cf.Future[None] = cf.Future()
 
     def after_fork(self) -> None:
@@ -257,7 +261,7 @@ class Transport:
 
     async def _main(self) -> None:
         assert self._client_ready is not None
-        client = httpx.AsyncClient(transport=self._http_transport, timeout=self.config.timeout)
+        client = self._new_client()
         self._client = client
         self._client_ready.set()
         try:
@@ -276,7 +280,21 @@ class Transport:
                 if outcome.kind is OutcomeKind.ABORTED:  # shutdown left no time to retry: stop here
                     break
         finally:
-            await client.aclose()
+            if isinstance(client, WireClient):
+                client.close()
+            else:
+                await client.aclose()
+
+    def _new_client(self) -> httpx.AsyncClient | WireClient:
+        """The lean blocking client (see ``_wire``), unless the caller supplied an httpx transport
+        or the environment routes the ingest URL through a proxy."""
+        url = self._sender.ingest_url
+        if self._http_transport is None and proxy_for(url) is None:
+            try:
+                return WireClient(url, self.config.timeout)
+            except ValueError:
+                log.warning("gt8004: ingest URL %r is not plain http(s); using httpx", url)
+        return httpx.AsyncClient(transport=self._http_transport, timeout=self.config.timeout)
 
     async def _ping(self, data: bytes) -> Outcome:
         assert self._client_ready is not None
