@@ -1,19 +1,38 @@
 -- Billing usage (SPEC §6): units and cost per (app, {period}, module, model) in [start, end).
 -- {period} is 'day', 'week' (starting Monday) or 'month'; {app_id} = '' means every app.
 -- cost was priced by the stream workers from schemas/prices.toml when the report was stored.
+--
+-- Whole minutes come from the per-minute rollup usage_minute (migration 0002, exact sums); the
+-- parts of the first and last minute that the range cuts come from usage_events, so the totals
+-- are exact for any range.
+WITH
+    toStartOfMinute({start:DateTime64(3, 'UTC')}) AS start_minute,
+    if(start_minute = {start:DateTime64(3, 'UTC')}, start_minute, start_minute + INTERVAL 1 MINUTE) AS first_full,
+    toStartOfMinute({end:DateTime64(3, 'UTC')}) AS end_minute
 SELECT
     app_id,
-    multiIf({period:String} = 'month', toStartOfMonth(event_time),
-            {period:String} = 'week', toMonday(event_time),
-            toDate(event_time))                              AS period_start,
+    multiIf({period:String} = 'month', toStartOfMonth(t),
+            {period:String} = 'week', toMonday(t),
+            toDate(t))                                       AS period_start,
     module,
     model,
-    count()                                                  AS reports,
-    sum(usage)                                               AS units,
-    sum(cost)                                                AS cost
-FROM usage_events
-WHERE ({app_id:String} = '' OR app_id = {app_id:String})
-  AND event_time >= {start:DateTime64(3, 'UTC')}
-  AND event_time < {end:DateTime64(3, 'UTC')}
+    sum(n)                                                   AS reports,
+    sum(u)                                                   AS units,
+    sum(c)                                                   AS cost
+FROM
+(
+    SELECT app_id, toDateTime64(minute, 3, 'UTC') AS t, module, model, reports AS n, units AS u, cost AS c
+    FROM usage_minute
+    WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+      AND minute >= first_full
+      AND minute < end_minute
+    UNION ALL
+    SELECT app_id, event_time AS t, module, model, toUInt64(1) AS n, usage AS u, cost AS c
+    FROM usage_events
+    WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+      AND event_time >= {start:DateTime64(3, 'UTC')}
+      AND event_time < {end:DateTime64(3, 'UTC')}
+      AND NOT (event_time >= first_full AND event_time < end_minute)
+)
 GROUP BY app_id, period_start, module, model
 ORDER BY app_id, period_start, module, model

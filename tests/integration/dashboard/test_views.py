@@ -176,3 +176,23 @@ def test_bad_parameters_are_refused(views: DashboardQueries) -> None:
         TimeRange(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
     # a hostile agent id is bound as a value, not spliced into SQL
     assert views.overview("x' OR 1=1 --")["total_requests"] == 0
+
+
+@pytest.mark.parametrize("span", [timedelta(days=2, seconds=28.155), timedelta(seconds=20)])
+def test_usage_is_exact_for_ranges_that_cut_minutes(views: DashboardQueries, clickhouse: Client,
+                                                    span: timedelta) -> None:
+    """Whole minutes come from the rollup, the cut minutes from raw reports: no report lost or doubled."""
+    start = sample.NOW - timedelta(days=3) + timedelta(seconds=12.345)
+    end = start + span
+    times = [start + timedelta(milliseconds=d) for d in (-1, 0, 1, 10_000, 47_654, 47_655, 60_000, 120_000)]
+    times += [end + timedelta(milliseconds=d) for d in (-40_501, -1, 0, 1, -20_000)]
+    usage = []
+    for i, t in enumerate(times):
+        u = sample.Usage("app-edge", f"edge-{span.total_seconds()}-{i}", "llm", "gpt-4", 100 + i, t)
+        usage.append(u)
+    sample.insert_usage(clickhouse, usage)
+    got = views.usage("app-edge", TimeRange(start, end), "day")
+    want = sample.naive_usage(usage, "app-edge", start, end, "day")
+    same_map({(r["app_id"], r["period_start"], r["module"], r["model"]): (r["reports"], r["units"], r["cost"])
+              for r in got}, want)
+    assert sum(r["reports"] for r in got) == sum(start <= t < end for t in times) > 0
