@@ -16,7 +16,7 @@ from gateway.keys.admin import revoke_key
 from gateway.keys.format import hash_key
 from gateway.main import create_app
 from gateway.runtime import GatewayRuntime
-from meterline.local.mosquitto import MqttEndpoint
+from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint
 from schemas.events import dead_letter_decoder, usage_record_decoder
 from schemas.topics import Topics
 from tests.integration.gateway.conftest import eventually, make_settings, new_key, read_topic
@@ -132,3 +132,26 @@ async def test_legacy_mode_announces_raw_keys_it_has_seen(kafka_bootstrap: str, 
         updates = {u["api_key_sha256"]: u for u in msgspec.json.decode(received[-1][1])["updates"]}
         assert updates[hash_key(seen)]["api_key"] == seen  # legacy clients compare raw keys
         assert "api_key" not in updates[hash_key(unseen)]  # the registry itself never had it
+
+
+async def test_bridge_resubscribes_after_a_broker_restart(kafka_bootstrap: str, topics: Topics,
+                                                         mosquitto_process: LocalMosquitto) -> None:
+    ep = mosquitto_process.endpoint
+    async with start_bridged(kafka_bootstrap, topics, ep) as runtime:
+        key = await new_key(runtime, "agent-m")
+        client = await mqtt_client(ep)
+        client.publish("billing/report", report(key, report_id="before"), qos=1)
+        await read_topic(kafka_bootstrap, runtime.topics.usage, min_count=1)
+        await client.disconnect()
+        await asyncio.to_thread(mosquitto_process.stop)
+        await asyncio.to_thread(mosquitto_process.start)
+        assert runtime.bridge is not None
+        await eventually(lambda: runtime.bridge is not None and runtime.bridge.connected, 20)
+        await asyncio.sleep(0.5)  # SUBACK of the new subscription
+        client = await mqtt_client(ep)
+        try:
+            client.publish("billing/report", report(key, report_id="after"), qos=1)
+            msgs = await read_topic(kafka_bootstrap, runtime.topics.usage, min_count=2, timeout=15)
+        finally:
+            await client.disconnect()
+    assert {usage_record_decoder.decode(m.value).report_id for m in msgs} == {"before", "after"}
