@@ -97,7 +97,7 @@ class SqlRequest(BaseModel):
 
     query: str = Field(min_length=1, max_length=MAX_SQL_BYTES)
     params: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict, max_length=64)
-    max_rows: int = Field(default=1000, ge=1, le=MAX_ROWS)
+    max_rows: int = Field(default=1000, ge=1, le=min(MAX_ROWS, 100_000))
 
 
 def create_dashboard_router(client_factory: Callable[[], Client], authorize: Authorize, *,
