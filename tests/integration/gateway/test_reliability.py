@@ -27,11 +27,16 @@ from tests.integration.gateway.conftest import entry, make_settings, new_key, re
 ROOT = Path(__file__).resolve().parents[3]
 
 
-async def test_kafka_stopped_mid_load_loses_nothing_accepted(kafka_process: LocalKafka) -> None:
+async def test_kafka_stopped_mid_load_loses_nothing_accepted(kafka_process: LocalKafka,
+                                                             mosquitto: MqttEndpoint) -> None:
+    """HTTP clients retrying 503s, and MQTT reports published during the outage (bridge in-process)."""
     topics = Topics(prefix=f"r{uuid.uuid4().hex[:8]}.", partitions=3)
     boot = kafka_process.bootstrap_servers
     await create_topics(boot, topics)
-    app = create_app(make_settings(boot, topics, produce_timeout=1.5, retry_after=1))
+    app = create_app(make_settings(
+        boot, topics, produce_timeout=1.5, retry_after=1, bridge=True,
+        mqtt_url=f"mqtt://{mosquitto.username}:{mosquitto.password}@{mosquitto.host}:{mosquitto.port}",
+        bridge_client_id=f"outage-{uuid.uuid4().hex[:8]}", bridge_share_group=f"g{uuid.uuid4().hex[:8]}"))
     accepted: set[str] = set()
     refused_4xx: set[str] = set()
     unavailable: set[str] = set()
@@ -42,6 +47,11 @@ async def test_kafka_stopped_mid_load_loses_nothing_accepted(kafka_process: Loca
     async with app.router.lifespan_context(app):
         runtime: GatewayRuntime = app.state.runtime
         key = await new_key(runtime, "agent-k")
+        assert runtime.bridge is not None
+        await runtime.bridge.wait_connected(10)
+        publisher = Client(f"pub-{uuid.uuid4().hex[:8]}")
+        publisher.set_auth_credentials(mosquitto.username, mosquitto.password)
+        await publisher.connect(mosquitto.host, mosquitto.port)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
                                  headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
@@ -70,6 +80,9 @@ async def test_kafka_stopped_mid_load_loses_nothing_accepted(kafka_process: Loca
         tasks = [asyncio.create_task(client(n)) for n in range(4)]
         await asyncio.sleep(1.0)
         await asyncio.to_thread(kafka_process.stop)
+        for i in range(50):  # billing reports while Kafka is down: held unacknowledged by the bridge
+            publisher.publish("billing/report", msgspec.json.encode(
+                {"api_key": key, "module": "llm", "model": "m", "usage": 1, "report_id": f"outage-{i}"}), qos=1)
         await asyncio.sleep(3.0)
         assert (await http.get("/readyz")).status_code == 503
         await asyncio.to_thread(kafka_process.start)
@@ -79,6 +92,9 @@ async def test_kafka_stopped_mid_load_loses_nothing_accepted(kafka_process: Loca
         stop_sending.set()
         await asyncio.gather(*tasks)
         await http.aclose()
+        usage = await read_topic(boot, topics.usage, min_count=50, timeout=30)
+        await publisher.disconnect()
+    assert {json.loads(m.value)["report_id"] for m in usage} == {f"outage-{i}" for i in range(50)}
 
     assert 503 in statuses and statuses.count(202) > 20
     msgs = await read_topic(boot, topics.requests, min_count=1, timeout=20, settle=1.0)
