@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
@@ -40,8 +40,10 @@ from gateway.dashboard.queries import (
     utcnow,
 )
 from gateway.dashboard.sqlguard import MAX_ROWS, MAX_SQL_BYTES, run_read_only
+from meterline.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 #: Files the page may load, with their media types; nothing else under static/ is served.
@@ -83,6 +85,11 @@ def _range(days: int, start: datetime | None, end: datetime | None, month: str |
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
 
+def _sql(factory: Callable[[], Client], query: str, params: dict[str, str],
+         max_rows: int) -> tuple[list[str], list[list[Any]], bool]:
+    return run_read_only(factory(), query, params, max_rows)
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:500] if text else "query refused"
@@ -121,39 +128,42 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
     page = APIRouter(tags=["dashboard"], include_in_schema=False)
 
     async def run(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``method(*args)`` in the thread pool (clients are opened there too: chDB is synchronous)."""
         try:
             return await run_in_threadpool(method, *args, **kwargs)
         except DashboardError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
         except DatabaseError as exc:  # the engine refused the query (ad-hoc SQL: syntax, readonly)
-            if method is run_read_only:
+            if method is _sql:
                 raise HTTPException(status.HTTP_400_BAD_REQUEST, _first_line(exc)) from exc
             log.warning("dashboard query failed: %s", exc)
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics store unavailable",
                                 headers={"Retry-After": "5"}) from exc
-        except ClickHouseError as exc:
+        except (ClickHouseError, InfrastructureError) as exc:
             log.warning("dashboard query failed: %s", exc)
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "analytics store unavailable",
                                 headers={"Retry-After": "5"}) from exc
 
-    def views() -> DashboardQueries:
-        return DashboardQueries(client_factory())
+    async def view(fn: Callable[[DashboardQueries], T]) -> T:
+        """``fn`` over the views, in the thread pool (where the client is opened too, on first use)."""
+        result: T = await run(lambda: fn(DashboardQueries(client_factory())))
+        return result
 
     @api.get("/stats", summary="Overview: totals, today/week/month, revenue, latency, error rate")
     async def stats(agent_id: Owner) -> dict[str, Any]:
-        result: dict[str, Any] = await run(views().overview, agent_id)
+        result: dict[str, Any] = await view(lambda q: q.overview(agent_id))
         return {"agent_id": agent_id, **result}
 
     @api.get("/stats/daily", summary="Daily trend: requests, revenue, errors, customers, latency per day")
     async def daily(agent_id: Owner, days: Days = 30) -> dict[str, Any]:
-        return {"agent_id": agent_id, "days": await run(views().daily, agent_id, days)}
+        return {"agent_id": agent_id, "days": await view(lambda q: q.daily(agent_id, days))}
 
     @api.get("/customers", summary="Per customer: first/last seen, requests, revenue, latency, error rate")
     async def customers(agent_id: Owner, days: Days = 30, limit: Limit = 100,
                         start: From = None, end: To = None
                         ) -> dict[str, Any]:
         rng = _range(days, start, end)
-        rows = await run(views().customers, agent_id, rng, limit)
+        rows = await view(lambda q: q.customers(agent_id, rng, limit))
         return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "customers": rows}
 
     @api.get("/tools", summary="Per tool: requests, p95 latency, error rate, revenue")
@@ -161,16 +171,16 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
                     start: From = None, end: To = None
                     ) -> dict[str, Any]:
         rng = _range(days, start, end)
-        rows = await run(views().tools, agent_id, rng, limit)
+        rows = await view(lambda q: q.tools(agent_id, rng, limit))
         return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "tools": rows}
 
     @api.get("/logs", summary="Observability: the most recent requests, newest first")
     async def logs(agent_id: Owner, limit: Limit = 50) -> dict[str, Any]:
-        return {"agent_id": agent_id, "logs": await run(views().logs, agent_id, limit)}
+        return {"agent_id": agent_id, "logs": await view(lambda q: q.logs(agent_id, limit))}
 
     @api.get("/performance", summary="Speed insights: percentiles, histogram, hourly trend, change")
     async def performance(agent_id: Owner, window: Window = "24h") -> dict[str, Any]:
-        result: dict[str, Any] = await run(views().performance, agent_id, window)
+        result: dict[str, Any] = await view(lambda q: q.performance(agent_id, window))
         return {"agent_id": agent_id, **result}
 
     @api.get("/revenue", summary="Revenue per day/week/month, by tool, per customer")
@@ -178,7 +188,7 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
                       start: From = None, end: To = None
                       ) -> dict[str, Any]:
         rng = _range(days, start, end)
-        result: dict[str, Any] = await run(views().revenue, agent_id, rng, period, limit)
+        result: dict[str, Any] = await view(lambda q: q.revenue(agent_id, rng, period, limit))
         return {"agent_id": agent_id, **result}
 
     @api.get("/usage", summary="Billing usage of the agent's app: units and cost per period/module/model")
@@ -186,7 +196,7 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
                     start: From = None, end: To = None
                     ) -> dict[str, Any]:
         rng = _range(days, start, end, month)
-        rows = await run(views().usage, agent_id, rng, period)
+        rows = await view(lambda q: q.usage(agent_id, rng, period))
         return {"agent_id": agent_id, "period": period, "start": rng.start, "end": rng.end, "usage": rows,
                 "total_units": sum(r["units"] for r in rows), "total_cost": sum(r["cost"] for r in rows)}
 
@@ -195,7 +205,7 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
     async def usage_csv(agent_id: Owner, period: Period = "day", days: Days = 30, month: Month = None,
                         start: From = None, end: To = None) -> Response:
         rng = _range(days, start, end, month)
-        rows = await run(views().usage, agent_id, rng, period)
+        rows = await view(lambda q: q.usage(agent_id, rng, period))
         name = f"usage-{agent_id}-{month or rng.start.date().isoformat()}.csv"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return Response(usage_to_csv(rows), media_type="text/csv; charset=utf-8",
@@ -225,8 +235,7 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
             outcome = check_operator(request)
             if inspect.isawaitable(outcome):
                 await outcome
-            columns, rows, truncated = await run(run_read_only, sql_factory(), body.query, body.params,
-                                                 body.max_rows)
+            columns, rows, truncated = await run(_sql, sql_factory, body.query, body.params, body.max_rows)
             return {"columns": columns, "rows": rows, "truncated": truncated}
 
         router.include_router(sql_router)
