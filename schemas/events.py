@@ -124,11 +124,16 @@ class KeyStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     api_key: str | None = None  # only in the operator's legacy compatibility mode
 
 
-class KeyUpdate(msgspec.Struct, kw_only=True):
-    """``billing/keys/update`` (server → clients)."""
+class KeyUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``billing/keys/update`` (server → clients).
+
+    ``full`` marks a complete snapshot of the registry in one message: clients then refuse keys absent
+    from it. Partial updates (one changed key, or a snapshot too large for one message) omit it.
+    """
 
     updates: list[KeyStatus]
     timestamp: int
+    full: bool = False
 
 
 class KeysRequest(msgspec.Struct, kw_only=True):

@@ -66,11 +66,15 @@ def key_status(record: ApiKeyRecord, raw_key: str | None = None) -> KeyStatus:
                      api_key=raw_key)
 
 
-def key_updates(statuses: list[KeyStatus], chunk: int = 500) -> list[bytes]:
-    """``billing/keys/update`` payloads, at most ``chunk`` keys each (an empty list still answers)."""
+def key_updates(statuses: list[KeyStatus], chunk: int = 5000, *, full: bool = False) -> list[bytes]:
+    """``billing/keys/update`` payloads, at most ``chunk`` keys each (an empty list still answers).
+
+    ``full`` says ``statuses`` is the whole registry; the flag is sent only when it fits one message
+    (clients treat a flagged message as the complete list and refuse keys absent from it).
+    """
     stamp = now_ms()
-    if not statuses:
-        return [_ENC.encode(KeyUpdate(updates=[], timestamp=stamp))]
+    if len(statuses) <= chunk:
+        return [_ENC.encode(KeyUpdate(updates=statuses, timestamp=stamp, full=full))]
     return [_ENC.encode(KeyUpdate(updates=statuses[i:i + chunk], timestamp=stamp))
             for i in range(0, len(statuses), chunk)]
 

@@ -216,7 +216,7 @@ class MqttBridge:
             self.metrics.mqtt_messages.labels(KEYS_REQUEST, "invalid").inc()
             return _PUBACK_OK
         statuses = [key_status(r, self._raw_for(r.key_sha256)) for r in self.registry.records()]
-        self._publish_updates(statuses)
+        self._publish_updates(statuses, full=True)
         self.metrics.mqtt_messages.labels(KEYS_REQUEST, "answered").inc()
         return _PUBACK_OK
 
@@ -227,8 +227,8 @@ class MqttBridge:
         if record is not None and self.connected:
             self._publish_updates([key_status(record, self._raw_for(sha))])
 
-    def _publish_updates(self, statuses: list[Any]) -> None:
-        for body in key_updates(statuses):
+    def _publish_updates(self, statuses: list[Any], *, full: bool = False) -> None:
+        for body in key_updates(statuses, full=full):
             self._client.publish(KEYS_UPDATE, body, qos=1)
 
 

@@ -87,8 +87,13 @@ def test_bridge_messages_never_carry_raw_keys() -> None:
     payload = msgspec.json.encode({"api_key": key, "apiKey": key, "x": f"text {key}"})
     letter = dead_letter("unknown_key", "e", "billing/report", payload)
     assert key.encode() not in letter and dead_letter_decoder.decode(letter).payload.count("<redacted>") == 3
-    updates = key_updates([key_status(owner)] * 1001)
+    updates = key_updates([key_status(owner)] * 1001, chunk=500, full=True)
     assert len(updates) == 3 and b'"status":"ok"' in updates[0] and key.encode() not in updates[0]
+    assert all(b'"full"' not in u for u in updates)  # a chunked snapshot is not a complete list per message
+    (single,) = key_updates([key_status(owner)] * 3, full=True)
+    assert msgspec.json.decode(single)["full"] is True
+    (change,) = key_updates([key_status(owner)])
+    assert b'"full"' not in change
     assert key_status(record(key, status="revoked"), key).api_key == key  # legacy mode only
 
 
