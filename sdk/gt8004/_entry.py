@@ -9,6 +9,8 @@ rejected for an over-long header or user agent; bodies keep at most 16 KiB of UT
 from __future__ import annotations
 
 import builtins
+import os
+import random
 import re
 import time
 from collections.abc import Mapping
@@ -18,20 +20,34 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["BODY_LIMIT", "RequestLogEntry", "encode_entry", "encode_fields", "truncate_utf8"]
+__all__ = ["BODY_LIMIT", "MAX_HEADERS", "MAX_HEADER_VALUE", "STR_LIMITS", "RequestLogEntry", "clamp_headers",
+           "encode_clamped", "encode_entry", "encode_fields", "new_request_id", "truncate_utf8"]
 
 BODY_LIMIT: Final = 16 * 1024  # bytes of request/response body kept (sizes are recorded in full)
 MAX_HEADERS: Final = 64
 MAX_HEADER_VALUE: Final = 4096
 
 # Gateway limits (SPEC §2, schemas/events.py) for string fields; longer values are cut here.
-_STR_LIMITS: Final[dict[str, int]] = {
+STR_LIMITS: Final[dict[str, int]] = {
     "method": 32, "path": 2048, "customer_id": 256, "tool_name": 256, "error_type": 256,
     "x402_tx_hash": 256, "x402_token": 64, "x402_payer": 256, "source": 32, "ip_address": 64,
     "user_agent": 1024, "referer": 2048, "content_type": 256, "accept_language": 256,
     "country": 64, "city": 256,
 }
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+# Request ids for requests without ``X-Request-ID``: 128 random bits from a generator of our own,
+# seeded from os.urandom (so a host calling random.seed() cannot make ids repeat) and reseeded in
+# forked children (so workers forked from one parent never share a sequence). 0.25 µs a call
+# instead of 0.7 µs for os.urandom(16).hex() (a syscall) or 3.6 µs for uuid4().hex.
+_ids = random.Random()  # noqa: S311 - unique ids, not secrets
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+def new_request_id() -> str:
+    """A random 32-hex-digit request id."""
+    return _ids.getrandbits(128).to_bytes(16, "big").hex()
 
 
 def truncate_utf8(text: str, limit: int = BODY_LIMIT) -> str:
@@ -112,7 +128,7 @@ def _now_iso() -> str:
     return f"{cached[1]}.{int((now - sec) * 1000):03d}Z"
 
 
-def _clamp_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+def clamp_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in headers.items():
         if len(out) >= MAX_HEADERS:
@@ -135,7 +151,7 @@ def encode_fields(out: dict[str, Any], default_source: str = "sdk") -> bytes:
     limits, cuts bodies to 16 KiB and records the full body size when the caller did not.
     """
     for name, value in out.items():
-        limit = _STR_LIMITS.get(name)
+        limit = STR_LIMITS.get(name)
         if limit is not None and isinstance(value, str) and len(value) > limit:
             out[name] = value[:limit]
     for body, size in (("request_body", "request_body_size"), ("response_body", "response_body_size")):
@@ -152,11 +168,24 @@ def encode_fields(out: dict[str, Any], default_source: str = "sdk") -> bytes:
     headers = out.get("headers")
     if headers is not None and (len(headers) > MAX_HEADERS
                                 or any(len(str(v)) > MAX_HEADER_VALUE for v in headers.values())):
-        out["headers"] = _clamp_headers(headers)
+        out["headers"] = clamp_headers(headers)
     if "timestamp" not in out:
         out["timestamp"] = _now_iso()
     if "source" not in out:
         out["source"] = default_source
+    return _dumps(out)
+
+
+def encode_clamped(out: dict[str, Any]) -> bytes:
+    """Encode fields the caller already kept within ``STR_LIMITS``, ``MAX_HEADERS``,
+    ``MAX_HEADER_VALUE`` and ``BODY_LIMIT``, with ``source`` set (the middleware clamps as it
+    builds an entry); only ``timestamp`` is filled in. Saves ``encode_fields``' checks, ~3 µs."""
+    if "timestamp" not in out:
+        out["timestamp"] = _now_iso()
+    return _dumps(out)
+
+
+def _dumps(out: dict[str, Any]) -> bytes:
     # orjson hands back a bytes object inside a ~4-8 KiB allocation; a queue of 10 000 of them
     # would hold 80 MiB. The right-sized copy costs about 0.3 µs.
     return bytes(memoryview(orjson.dumps(out)))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from ._config import TransportConfig, TransportStats
-from ._entry import RequestLogEntry, encode_entry, encode_fields
+from ._entry import RequestLogEntry, encode_clamped, encode_entry, encode_fields
 from ._sender import OutcomeKind
 from ._transport import DropCallback, Transport
 
@@ -73,13 +73,14 @@ class GT8004Logger:
             log.exception("gt8004: could not queue an entry")
             return False
 
-    def log_fields(self, fields: dict[str, Any]) -> bool:
+    def log_fields(self, fields: dict[str, Any], *, clamped: bool = False) -> bool:
         """Queue an entry given as a dict of SPEC §2 fields without None values (the middleware's
-        fast path: no ``RequestLogEntry`` round trip). The dict is adjusted in place."""
+        fast path: no ``RequestLogEntry`` round trip). The dict is adjusted in place.
+        ``clamped``: the caller already kept every field within the limits (``encode_clamped``)."""
         if not self.enabled:
             return False
         try:
-            return self.transport.submit(encode_fields(fields))
+            return self.transport.submit(encode_clamped(fields) if clamped else encode_fields(fields))
         except Exception:  # noqa: BLE001 - the SDK never raises into the host
             log.exception("gt8004: could not queue an entry")
             return False

@@ -210,3 +210,30 @@ async def test_streaming_passes_through_chunk_by_chunk_and_other_scopes_untouche
         assert seen["receive"] is receive and seen["send"] is send
     (entry,) = await entries_of(logger, captured)
     assert entry["response_body"] == "one two" and entry["response_body_size"] == 7
+
+
+async def test_entries_are_already_within_the_gateway_limits() -> None:
+    """The middleware clamps while it builds (``encode_clamped``); the general encoder
+    (``encode_fields``) must find nothing left to cut, however long the client's headers are."""
+    from gt8004._entry import MAX_HEADER_VALUE, MAX_HEADERS, STR_LIMITS, encode_fields
+
+    app, logger, captured = make_app()
+    huge = {"User-Agent": "u" * 5000, "Referer": "r" * 5000, "Accept-Language": "l" * 900,
+            "X-Tool-Name": "t" * 900, "CF-IPCountry": "c" * 300, "X-City": "y" * 900,
+            "X-Customer-ID": "i" * 900, "X-Forwarded-For": "9" * 300, "X-Big": "b" * 10_000,
+            **{f"X-Extra-{i}": str(i) for i in range(80)}}
+    await call(app, "POST", "/chat" + "/x" * 1500, content=b'{"m": 1}',
+               headers={**huge, "Content-Type": "application/json; " + "p" * 900})
+    await call(app, "POST", "/chat", json={"m": 2}, headers={"X-Big": "b" * 10_000})
+    entries = await entries_of(logger, captured)
+    assert len(entries) == 2
+    for entry in entries:
+        assert orjson.loads(encode_fields(dict(entry))) == entry  # nothing left for the general path
+        for name, limit in STR_LIMITS.items():
+            assert len(entry.get(name, "")) <= limit, name
+        assert len(entry["headers"]) <= MAX_HEADERS
+        assert max(map(len, entry["headers"].values())) <= MAX_HEADER_VALUE
+    long_one = entries[0]
+    assert long_one["user_agent"] == "u" * STR_LIMITS["user_agent"] and long_one["country"] == "c" * 64
+    assert len(long_one["path"]) == STR_LIMITS["path"] and long_one["tool_name"] == "t" * 256
+    assert entries[1]["headers"]["x-big"] == "b" * MAX_HEADER_VALUE
