@@ -59,7 +59,9 @@ class Usage:
         self.cost = self.usage * unit_price(self.module, self.model)
 
 
-def make_requests(agents: list[str], per_agent: int, seed: int = 7, now: datetime = NOW) -> list[Req]:
+def make_requests(agents: list[str], per_agent: int, seed: int = 7, now: datetime = NOW,
+                  quiet_ages: tuple[timedelta, timedelta] | None = None) -> list[Req]:
+    """Requests of each agent over 40 days; none with an age inside ``quiet_ages`` (a window edge)."""
     rnd = random.Random(seed)
     out: list[Req] = []
     for agent in agents:
@@ -70,6 +72,8 @@ def make_requests(agents: list[str], per_agent: int, seed: int = 7, now: datetim
             if i % 10 == 0:
                 age = timedelta(seconds=rnd.uniform(0, 3 * 3600))
             age = min(age, timedelta(days=40))
+            if quiet_ages and quiet_ages[0] <= age <= quiet_ages[1]:
+                age = quiet_ages[1] + (quiet_ages[1] - age)  # moved out of the quiet band
             status = rnd.choices([200, 201, 400, 402, 404, 429, 500, 503], [70, 5, 4, 6, 4, 3, 5, 3])[0]
             ms = round(rnd.lognormvariate(4.2, 0.9), 3)
             tool = rnd.choice(TOOLS + [""])
