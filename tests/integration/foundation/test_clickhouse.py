@@ -43,8 +43,10 @@ def test_insert_deduplication_token_makes_retries_noops(clickhouse: object) -> N
     assert clickhouse.query("SELECT count() FROM dead_letters").result_rows[0][0] == 2
 
 
-def test_chdb_and_http_dsns_share_the_factory(tmp_dir: Path) -> None:
-    client = get_client(f"chdb://{tmp_dir / 'ch'}?database=factory_test")
+def test_chdb_and_http_dsns_share_the_factory(clickhouse_engine_dsn: str, tmp_dir: Path) -> None:
+    # chDB opens one directory per process: reuse the session's engine when it is chDB.
+    engine = clickhouse_engine_dsn if clickhouse_engine_dsn.startswith("chdb:") else f"chdb://{tmp_dir / 'ch'}"
+    client = get_client(f"{engine}?database=factory_test")
     assert client.database == "factory_test"
     assert client.query("SELECT 1 + {x:UInt8}", parameters={"x": 1}).result_rows == [(2,)]
     assert parse_dsn("http://u:p@db.example:8123/analytics") == ("http://u:p@db.example:8123", "analytics")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import uuid
 
@@ -34,8 +35,10 @@ async def test_publish_and_receive_over_tls_with_password(mosquitto: MqttEndpoin
     try:
         assert await asyncio.wait_for(received.get(), 10) == b'{"usage": 150}'
     finally:
-        await publisher.disconnect()
-        await subscriber.disconnect()
+        for client in (publisher, subscriber):
+            # A PUBACK crossing our TLS close_notify makes ssl raise on teardown; the test is done by then.
+            with contextlib.suppress(ssl.SSLError):
+                await client.disconnect()
 
 
 async def test_wrong_password_is_refused(mosquitto: MqttEndpoint) -> None:

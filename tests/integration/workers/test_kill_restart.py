@@ -24,6 +24,16 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def check_totals(dsn: str, expected: Expected) -> None:
+    """Check in a fresh process: chDB opens one data directory per process, and this pytest process may
+    already own the session's engine (the worker under test wrote to a directory of its own)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        pool.submit(_check_totals_here, dsn, expected).result()
+
+
+def _check_totals_here(dsn: str, expected: Expected) -> None:
     client = get_client(dsn)
     try:
         rows, distinct = client.query(
