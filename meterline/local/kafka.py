@@ -12,7 +12,6 @@ import base64
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meterline.errors import ConfigError, InfrastructureError
+from meterline.local import processes
 from meterline.local.ports import ensure_port_free
 from meterline.paths import cache_home
 
@@ -225,21 +225,12 @@ class LocalKafka:
     def stop(self, timeout: float = 30.0) -> None:
         """Controlled shutdown (SIGTERM), escalating to SIGKILL after ``timeout`` seconds."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.terminate(proc, timeout)
 
     def kill(self) -> None:
-        """Crash the broker (SIGKILL), as a fault-injection tool."""
+        """Crash the process (SIGKILL), as a fault-injection tool."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.kill(proc)
 
     def __enter__(self) -> LocalKafka:
         return self.start()

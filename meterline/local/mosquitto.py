@@ -10,9 +10,7 @@ user we run as, so the broker keeps the identity that owns its files.
 from __future__ import annotations
 
 import getpass
-import os
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -20,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meterline.errors import ConfigError, InfrastructureError
+from meterline.local import processes
 from meterline.local.ports import ensure_port_free, wait_for_port
 
 
@@ -163,21 +162,14 @@ class LocalMosquitto:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Controlled shutdown (SIGTERM), escalating to SIGKILL after ``timeout`` seconds."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.terminate(proc, timeout)
 
     def kill(self) -> None:
+        """Crash the process (SIGKILL), as a fault-injection tool."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        processes.kill(proc)
 
     def __enter__(self) -> LocalMosquitto:
         return self.start()
