@@ -43,7 +43,9 @@ class EntryQueue:
             self._times.append(time.monotonic())
             self._bytes += len(data)
             n = len(self._queue)
-            if self._wake_pending or not (n == 1 or n >= self._batch_limit or self._bytes >= self._byte_limit):
+            # Only a full batch wakes the worker: for the age limit it ticks on its own (``due_in``),
+            # which saves the host a wake-up (a syscall, then the worker's GIL time) per batch.
+            if self._wake_pending or not (n >= self._batch_limit or self._bytes >= self._byte_limit):
                 return True, False
             self._wake_pending = True
             return True, True
@@ -72,10 +74,14 @@ class EntryQueue:
                 or (auto_flush and now - self._times[0] >= self.config.flush_interval))
 
     def due_in(self, now: float, auto_flush: bool) -> float | None:
-        """Seconds until the oldest entry is due (None: nothing queued or no timer)."""
+        """Seconds until the worker must look again: until the oldest entry is due, or one
+        ``flush_interval`` with nothing queued (an entry arriving meanwhile is then at most that
+        old, so it is still sent on time without waking the worker). None: no timer."""
         with self.lock:
-            if not self._queue or not auto_flush:
+            if not auto_flush:
                 return None
+            if not self._queue:
+                return self.config.flush_interval
             return max(0.0, self._times[0] + self.config.flush_interval - now)
 
     def cut(self) -> Batch | None:

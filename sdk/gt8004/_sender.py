@@ -12,7 +12,6 @@ import email.utils
 import logging
 import random
 import time
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
+from ._entry import new_request_id
 from ._version import SDK_VERSION
 from ._wire import WireClient, WireError
 
@@ -35,7 +35,8 @@ GZIP_MIN_BYTES = 1024
 
 
 def new_batch_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, like ``uuid4().hex`` (3.6 µs) for 0.25 µs: see ``new_request_id``."""
+    return new_request_id()
 
 
 @dataclass(slots=True)
@@ -48,7 +49,7 @@ class Batch:
 
     @property
     def nbytes(self) -> int:
-        return sum(len(e) for e in self.entries)
+        return sum(map(len, self.entries))
 
 
 class OutcomeKind(Enum):

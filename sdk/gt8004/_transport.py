@@ -111,6 +111,8 @@ class Transport:
         if kept:
             if signal:
                 self._signal()
+            elif self._thread is None:
+                self._ensure_worker()  # started lazily; from then on it keeps its own time
             return True
         reason = "queue_full"
         if self._spool is not None:
@@ -321,11 +323,18 @@ class Transport:
         return True
 
     async def _wait(self, timeout: float | None) -> None:
-        assert self._wake is not None
+        """Until woken or ``timeout``; a timer that sets the event is cheaper than ``wait_for``
+        (no task per wait), and the caller re-checks everything either way."""
+        wake = self._wake
+        assert wake is not None
+        if timeout is None:
+            await wake.wait()
+            return
+        timer = asyncio.get_running_loop().call_later(timeout, wake.set)
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
+            await wake.wait()
+        finally:
+            timer.cancel()
 
     # -- worker: choosing and settling batches ------------------------------------------------
     async def _next_batch(self) -> Batch | None:

@@ -237,3 +237,18 @@ async def test_close_keeps_its_deadline_without_hammering_a_failing_endpoint() -
     assert time.monotonic() - started < 1.0
     assert 1 <= len(ingest.requests) <= 3  # retries stop at the deadline instead of spinning
     assert drops == [(7, "shutdown")]
+
+
+def test_only_a_full_batch_wakes_the_worker() -> None:
+    """The host pays one wake-up (a syscall plus the worker's GIL time) per batch, not per entry
+    or per first entry; the age limit is the worker's own timer (see the age case above)."""
+    from gt8004._config import TransportConfig
+    from gt8004._queue import EntryQueue
+
+    queue = EntryQueue(TransportConfig(batch_size=3, flush_interval=2.0))
+    assert queue.due_in(100.0, auto_flush=True) == 2.0  # idle tick: nothing queued
+    assert [queue.offer(b"x") for _ in range(3)] == [(True, False), (True, False), (True, True)]
+    assert queue.offer(b"x") == (True, False)  # already signalled until the worker looks
+    queue.clear_wake()
+    assert queue.offer(b"x") == (True, True)
+    assert queue.due_in(time.monotonic(), auto_flush=False) is None
