@@ -7,6 +7,8 @@
 # The files are owned by the mosquitto user (uid 1883), which the broker runs as.
 # (POSIX sh: the eclipse-mosquitto image is Alpine/busybox without bash.)
 set -eu
+# busybox ash knows pipefail too
+set -o pipefail
 
 out=/mosquitto/secrets
 mkdir -p "$out"
