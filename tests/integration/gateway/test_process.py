@@ -20,12 +20,17 @@ from tests.integration.gateway.conftest import entry
 ROOT = Path(__file__).resolve().parents[3]
 
 
-async def test_gateway_process_json_logs_and_sigterm(kafka_bootstrap: str, topics: Topics) -> None:
+async def test_gateway_process_json_logs_and_sigterm(kafka_bootstrap: str, topics: Topics, tmp_dir: Path) -> None:
     key, _ = await create_key(kafka_bootstrap, topics.keys, "agent-p")
     port = free_port()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "METERLINE_TOPIC_PREFIX": topics.prefix,
            "METERLINE_GATEWAY_PORT": str(port), "METERLINE_LOG_FORMAT": "json",
-           "METERLINE_OPERATOR_TOKEN": "op-token-never-logged"}
+           "METERLINE_OPERATOR_TOKEN": "op-token-never-logged",
+           # with ClickHouse configured the process also serves the read API and dashboard page
+           "CLICKHOUSE_URL": f"chdb://{tmp_dir / 'chdb'}?database=gw_process"}
+    migrated = subprocess.run([sys.executable, "-m", "meterline.cli", "migrate"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
@@ -44,6 +49,9 @@ async def test_gateway_process_json_logs_and_sigterm(kafka_bootstrap: str, topic
             bad = await http.post("/v1/ingest", json={"entries": [entry(2)]},
                                   headers={"Authorization": f"Bearer {key[:-1]}0"})
             assert bad.status_code in (401, 403)
+            assert (await http.get("/dashboard/agent-p")).status_code == 200
+            stats = await http.get("/v1/agents/agent-p/stats", headers={"Authorization": f"Bearer {key}"})
+            assert stats.status_code == 200 and stats.json()["total_requests"] == 0, stats.text
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
     finally:
