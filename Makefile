@@ -19,5 +19,6 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict sdk/gt8004 sdk/billing_sdk
 
-bench: setup
+bench:
+	@bash .ci/setup --bench
 	for b in bench/bench_*.py; do $(VENV)/bin/python $$b --quick || exit 1; done

@@ -84,6 +84,7 @@ def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | N
     lines.append(f"  ClickHouse  {settings.effective_clickhouse_url()}")
     if key:
         lines.append(f"  API key for agent {agent} (shown once, store it now): {key}")
+        lines.append(f"  terminal    METERLINE_TOKEN={key} meterline dashboard --agent {agent}")
     else:
         lines.append(f"  agent {agent} already has an API key; `meterline keys create --agent {agent}` makes another")
     lines.append("Ctrl-C stops everything.")
