@@ -18,6 +18,8 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +30,12 @@ __all__ = ["Reply", "WireClient", "WireError", "proxy_for"]
 MAX_HEAD = 64 * 1024          # response status line + headers
 MAX_BODY = 1024 * 1024        # response body (the gateway answers with a few hundred bytes)
 RECV = 65536
+STALE_AFTER = 1.0             # idle seconds after which a kept-alive socket is checked before use
+# Deadlines as kernel socket timeouts (SO_SNDTIMEO/SO_RCVTIMEO) on a blocking socket: with
+# ``settimeout`` CPython polls before every send and recv, doubling the syscalls, and each one
+# hands the GIL to the host and back. Elsewhere (Windows takes milliseconds) ``settimeout``.
+KERNEL_TIMEOUTS = sys.platform.startswith("linux") or sys.platform == "darwin"
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class WireError(Exception):
@@ -68,6 +76,7 @@ class WireClient:
         self._start = f"POST {target} HTTP/1.1\r\nHost: {host}\r\n"
         self._sock: socket.socket | None = None
         self._buf = b""
+        self._used_at = 0.0
 
     def close(self) -> None:
         sock, self._sock, self._buf = self._sock, None, b""
@@ -79,11 +88,12 @@ class WireClient:
 
     def post(self, body: bytes, headers: dict[str, str]) -> Reply:
         """Send one request and read the whole answer within ``timeout`` seconds (blocking)."""
-        deadline = time.monotonic() + self.timeout
+        now = time.monotonic()
+        deadline = now + self.timeout
         head = (self._start + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
                 + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
         payload = head + body if len(body) < 65536 else None
-        if self._sock is not None and self._stale(self._sock):
+        if self._sock is not None and now - self._used_at > STALE_AFTER and self._stale(self._sock):
             self.close()
         reused = self._sock is not None
         try:
@@ -103,6 +113,14 @@ class WireClient:
             self.close()
             raise
 
+    def _exchange(self, head: bytes, body: bytes, payload: bytes | None, deadline: float) -> Reply:
+        try:
+            reply = self._exchange_once(head, body, payload, deadline)
+        except _WOULD_BLOCK:  # a kernel socket timeout expired
+            raise TimeoutError("timed out") from None
+        self._used_at = deadline - self.timeout
+        return reply
+
     # -- internals ------------------------------------------------------------------------------
     @staticmethod
     def _stale(sock: socket.socket) -> bool:
@@ -119,22 +137,24 @@ class WireClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+            if KERNEL_TIMEOUTS:
+                sock.settimeout(None)  # blocking; ``_arm`` sets the kernel timeouts
         except BaseException:
             sock.close()
             raise
         return sock
 
-    def _exchange(self, head: bytes, body: bytes, payload: bytes | None, deadline: float) -> Reply:
+    def _exchange_once(self, head: bytes, body: bytes, payload: bytes | None, deadline: float) -> Reply:
         sock = self._sock
         if sock is None:
             sock = self._sock = self._connect(deadline)
             self._buf = b""
-        sock.settimeout(_left(deadline))
+        _arm(sock, deadline, socket.SO_SNDTIMEO)
         if payload is not None:
             sock.sendall(payload)
         else:  # large body: no copy of it just to prepend the head
             sock.sendall(head)
-            sock.settimeout(_left(deadline))
+            _arm(sock, deadline, socket.SO_SNDTIMEO)
             sock.sendall(body)
         while True:
             status, headers, keep = self._read_head(sock, deadline)
@@ -146,7 +166,7 @@ class WireClient:
         return Reply(status, headers, content)
 
     def _recv(self, sock: socket.socket, deadline: float, got_any: bool) -> bytes:
-        sock.settimeout(_left(deadline))
+        _arm(sock, deadline, socket.SO_RCVTIMEO)
         data = sock.recv(RECV)
         if not data:
             if got_any:
@@ -234,6 +254,15 @@ class WireClient:
 
 class _Closed(WireError):
     """The peer closed before sending a byte of the response (maybe a stale keep-alive socket)."""
+
+
+def _arm(sock: socket.socket, deadline: float, option: int) -> None:
+    """Limit the next send or recv to what is left of the deadline."""
+    left = _left(deadline)
+    if KERNEL_TIMEOUTS:  # a zero timeval would mean "no timeout": at least 1 µs
+        sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", int(left), max(1, int(left % 1 * 1e6))))
+    else:
+        sock.settimeout(left)
 
 
 def _left(deadline: float) -> float:

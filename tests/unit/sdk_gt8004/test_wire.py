@@ -116,7 +116,9 @@ def test_chunked_and_close_delimited_answers() -> None:
     assert server.connections == 2
 
 
-def test_a_connection_closed_by_the_server_is_replaced() -> None:
+@pytest.mark.parametrize("stale_after", [0.0, 1.0])  # checked before use, or found out by the send
+def test_a_connection_closed_by_the_server_is_replaced(stale_after: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gt8004._wire.STALE_AFTER", stale_after)
     server = Scripted([OK, "close", OK])  # the server drops the kept-alive connection while idle
     client = WireClient(server.url, timeout=2.0)
     assert client.post(b"{}", {}).status == 202
