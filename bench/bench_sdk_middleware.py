@@ -1,15 +1,20 @@
 """Overhead of GT8004Middleware and of GT8004Logger.log, measured in one run against a baseline.
 
 1. Real servers: the same FastAPI app served by uvicorn twice (separate processes), once plain and
-   once with the middleware logging to a local sink process; a load process sends the same
-   keep-alive requests to both, interleaved in rounds. Added latency = with - without (p50, p99).
-2. In-process ASGI: the app called directly with and without the middleware (no network noise).
+   once with the middleware logging to a local sink process; a load process (raw keep-alive
+   HTTP/1.1) sends the same requests to both, alternating every 250 requests. Each run starts
+   several fresh server pairs (one pair alone is biased by its placement: ``--control`` runs the
+   A/A check) and prints pooled and per-pair p50/p99. Added latency = with - without. The sink
+   is a lean raw asyncio server (``--sink test``: the integration tests' parsing uvicorn sink);
+   at the end it checks that every request's entry arrived.
+2. In-process ASGI: the app called directly with and without the middleware (no network noise),
+   the transport sending for real to a lean sink.
 3. ``log()``: cost per call of ``GT8004Logger.log_nowait`` (encode + queue) with a live worker.
 
 ``--capture-only`` separates the middleware's own work from the transport's: entries are built but
 never encoded, queued or sent. ``--batch-size`` changes how often the transport sends.
 
-    python bench/bench_sdk_middleware.py [--quick]
+    python bench/bench_sdk_middleware.py [--quick] [--control] [--capture-only] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -265,12 +270,8 @@ def real_servers(runs: int, rounds: int, per_round: int, sink_kind: str, control
 
 
 async def in_process(n: int) -> None:
-    import httpx
     from gt8004 import GT8004Logger
     from gt8004.middleware.fastapi import GT8004Middleware
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(202, json={"status": "accepted", "entries": 0, "rejected": []})
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
@@ -278,8 +279,11 @@ async def in_process(n: int) -> None:
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"response":"done"}'})
 
-    logger = GT8004Logger("a", "k", "http://sink/v1/ingest", max_queue_entries=10 * n,
-                          http_transport=httpx.MockTransport(handler))
+    sink_port = _free_port()  # the real transport (wire client, worker thread) to a lean sink
+    sink = [_spawn("--sink", str(sink_port), "lean")]
+    _wait_port(sink_port)
+    logger = GT8004Logger("a", "k", f"http://127.0.0.1:{sink_port}/v1/ingest", max_queue_entries=10 * n,
+                          max_queue_bytes=10 * n * 1024)
     wrapped = GT8004Middleware(app, logger=logger)
     scope = {"type": "http", "method": "POST", "path": "/chat", "client": ("127.0.0.1", 5000),
              "headers": [(b"host", b"agent"), (b"content-type", b"application/json"), (b"user-agent", b"bench"),
@@ -329,6 +333,10 @@ async def in_process(n: int) -> None:
     print(f"[GT8004Logger.log cost, {n} calls]  log_nowait {log_us:.2f} µs/call "
           f"(encode {encode_us:.2f} µs + queue); bare list.append baseline {append_us:.3f} µs")
     await logger.close()
+    dropped = logger.stats().dropped
+    _stop(sink)
+    if dropped:
+        print(f"  (in-process: dropped {dropped})")
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ Throughput: the same entries are delivered three ways to the same sink process (
 HTTP on loopback), in the same run:
 - baseline: the seed guide's transport — one ``client.post(json={"agent_id", "entries": [e.dict() ...]})``
   per batch of 50, awaited in the caller (``Transport.send`` of the seed);
-- raw: pre-encoded batches posted back to back with httpx (the ceiling of one connection);
+- raw: pre-encoded batches posted back to back with httpx (its ceiling on one connection; gt8004
+  now sends with its own lean HTTP/1.1 client and passes it);
 - gt8004: ``GT8004Logger.log`` for every entry, then ``flush``; the worker thread batches and sends.
 Memory: a logger whose endpoint is down is filled to its bound (``max_queue_entries``); the heap
 growth is compared with the seed's in-memory list of entry objects holding the same entries.
@@ -156,7 +157,7 @@ def main() -> None:
         sink.wait(10)
     print("[throughput to a local uvicorn sink, batches of 50]")
     print(f"  seed-style transport (baseline): {base:10,.0f} entries/s")
-    print(f"  raw pre-encoded posts (ceiling): {raw:10,.0f} entries/s  (x{raw / base:.2f})")
+    print(f"  httpx pre-encoded posts        : {raw:10,.0f} entries/s  (x{raw / base:.2f})")
     print(f"  gt8004 log() + worker          : {rate:10,.0f} entries/s  (x{rate / base:.2f}); "
           f"log() {log_us:.1f} µs/call while sending")
     print(f"  gt8004, gzip=False             : {plain_rate:10,.0f} entries/s  (x{plain_rate / base:.2f})")
