@@ -98,7 +98,7 @@ class WireClient:
         reused = self._sock is not None
         try:
             return self._exchange(head, body, payload, deadline)
-        except (ConnectionError, _Closed):
+        except _DEAD_SOCKET:
             self.close()
             if not reused:
                 raise
@@ -118,7 +118,7 @@ class WireClient:
             reply = self._exchange_once(head, body, payload, deadline)
         except _WOULD_BLOCK:  # a kernel socket timeout expired
             raise TimeoutError("timed out") from None
-        self._used_at = deadline - self.timeout
+        self._used_at = time.monotonic()
         return reply
 
     # -- internals ------------------------------------------------------------------------------
@@ -126,6 +126,10 @@ class WireClient:
     def _stale(sock: socket.socket) -> bool:
         """An idle keep-alive socket that is readable was closed (or spoke out of turn)."""
         try:
+            if hasattr(select, "poll"):  # no FD_SETSIZE limit (a busy host may hold >1024 fds)
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                return bool(poller.poll(0))
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
             return True
@@ -254,6 +258,10 @@ class WireClient:
 
 class _Closed(WireError):
     """The peer closed before sending a byte of the response (maybe a stale keep-alive socket)."""
+
+
+# What a kept-alive connection that the server already closed looks like when reused.
+_DEAD_SOCKET = (ConnectionError, _Closed, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 def _arm(sock: socket.socket, deadline: float, option: int) -> None:
