@@ -195,3 +195,23 @@ def test_https_verifies_the_server_certificate(tmp_path: Path) -> None:
         WireClient(server.url, timeout=5.0).post(b"{}", {})
     server.close()
     assert server.connections == 2 and len(server.requests) == 2
+
+
+async def test_ping_and_close_reach_a_worker_blocked_in_its_idle_wait() -> None:
+    """The worker blocks on a threading.Event between batches; verify_connection (run on the
+    worker's loop) and close must still get through promptly, over the real wire client."""
+    from gt8004 import GT8004Logger
+
+    server = Scripted([OK])
+    logger = GT8004Logger("a", "k", server.url, flush_interval=60.0)
+    assert await logger.log({"request_id": "r1", "method": "GET", "path": "/", "status_code": 200,
+                             "response_ms": 1.0})
+    time.sleep(0.1)  # the worker is now waiting out the 60 s age limit
+    started = time.monotonic()
+    assert await logger.verify_connection(timeout=5.0)
+    assert await logger.verify_connection(timeout=5.0)
+    await logger.close(timeout=5.0)
+    assert time.monotonic() - started < 1.0
+    server.close()
+    assert [b'"sdk_ping"' in r for r in server.requests] == [True, True, False]  # then the entry at close
+    assert logger.stats().delivered == 1 and not logger.stats().dropped  # pings are not entries
