@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 DropCallback = Callable[[int, str], None]  # (entries lost, reason)
 DROP_LOG_INTERVAL = 10.0  # seconds between two drop warnings of the same reason
-LOOP_YIELD = 0.01  # seconds the worker's loop runs scheduled work (pings) when _wait is interrupted
 
 
 class Transport:
@@ -80,11 +79,7 @@ class Transport:
         self._auth_failed = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The worker waits on a threading.Event, not on its asyncio loop: setting it from the host
-        # is a futex wake under the GIL, where call_soon_threadsafe wrote to the loop's self-pipe
-        # (a GIL-releasing syscall) and the loop then took two more syscalls to run the waiter.
-        self._wake = threading.Event()
-        self._loop_work = False  # a ping or close was scheduled on the loop: _wait lets it run
+        self._wake: asyncio.Event | None = None
         self._close_event: asyncio.Event | None = None
         self._client_ready: asyncio.Event | None = None
         self._client: httpx.AsyncClient | WireClient | None = None
@@ -159,22 +154,17 @@ class Transport:
             return self._done
         loop = self._loop
         if loop is not None:
-            self._loop_work = True
             try:
                 loop.call_soon_threadsafe(self._on_close_requested)
             except RuntimeError:
                 self._finish()
-        self._wake.set()
         return self._done
 
     def ping(self, data: bytes) -> cf.Future[Outcome]:
         """Send one entry right away in its own batch, one attempt (``verify_connection``)."""
         self._ensure_worker()
         assert self._loop is not None
-        self._loop_work = True
-        future = asyncio.run_coroutine_threadsafe(self._ping(data), self._loop)
-        self._wake.set()
-        return future
+        return asyncio.run_coroutine_threadsafe(self._ping(data), self._loop)
 
     def close_at_exit(self) -> None:
         """The at-exit flush: send what is queued within ``exit_timeout``, spool or report the rest."""
@@ -215,7 +205,12 @@ class Transport:
     # -- worker lifecycle ---------------------------------------------------------------------
     def _signal(self) -> None:
         self._ensure_worker()
-        self._wake.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # loop closed: the worker has finished
+                pass
 
     def _ensure_worker(self) -> None:
         thread = self._thread
@@ -240,6 +235,7 @@ class Transport:
         loop = asyncio.new_event_loop()
         loop.set_default_executor(InlineExecutor())
         self._loop = loop
+        self._wake = asyncio.Event()
         self._close_event = asyncio.Event()
         self._client_ready = asyncio.Event()
         thread = threading.Thread(target=self._run, args=(loop,), name="gt8004-transport", daemon=True)
@@ -249,7 +245,8 @@ class Transport:
     def _on_close_requested(self) -> None:
         if self._close_event is not None:
             self._close_event.set()
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
@@ -326,24 +323,23 @@ class Transport:
         return True
 
     async def _wait(self, timeout: float | None) -> None:
-        """Until woken or ``timeout``; the caller re-checks everything either way.
-
-        Blocks the worker's private loop on a threading.Event (see ``_reset_runtime``). Work
-        scheduled on the loop meanwhile (a ping, the close signal) sets the event and
-        ``_loop_work``; the loop then gets a few milliseconds to run it.
-        """
-        if not self._loop_work:
-            self._wake.wait(timeout)
-        if self._loop_work:
-            self._loop_work = False
-            await asyncio.sleep(LOOP_YIELD)
+        """Until woken or ``timeout``; a timer that sets the event is cheaper than ``wait_for``
+        (no task per wait), and the caller re-checks everything either way."""
+        wake = self._wake
+        assert wake is not None
+        if timeout is None:
+            await wake.wait()
+            return
+        timer = asyncio.get_running_loop().call_later(timeout, wake.set)
+        try:
+            await wake.wait()
+        finally:
+            timer.cancel()
 
     # -- worker: choosing and settling batches ------------------------------------------------
     async def _next_batch(self) -> Batch | None:
+        assert self._wake is not None
         while True:
-            if self._loop_work:  # a ping waits on the loop; with a backlog we might not _wait soon
-                self._loop_work = False
-                await asyncio.sleep(LOOP_YIELD)
             self._wake.clear()
             self._queue.clear_wake()
             now = time.monotonic()
