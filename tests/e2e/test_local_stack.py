@@ -25,8 +25,8 @@ import pytest
 
 from meterline.local.ports import free_port, wait_for_port
 from tests.integration.dashboard.test_page import render
+from tests.seeds import seed
 
-SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
 AGENT = "demo-agent"
 BILLING_USER, BILLING_PASS = "billing_user", "billing_pass"  # as in the billing README's example
 
@@ -117,7 +117,7 @@ def _get(stack: Stack, path: str) -> Any:
 
 
 def test_seed_fastapi_example_through_the_stack(stack: Stack, tmp_path: Path) -> None:
-    block = next(b for b in _python_blocks(SEEDS / "gt8004-sdk-guide.ko.md")
+    block = next(b for b in _python_blocks(seed("gt8004-sdk-guide.ko.md"))
                  if "app.add_middleware(GT8004Middleware, logger=logger)" in b)
     (tmp_path / "seed_app.py").write_text(block)
     port = free_port()
@@ -146,7 +146,7 @@ def test_seed_fastapi_example_through_the_stack(stack: Stack, tmp_path: Path) ->
 
 
 def test_seed_billing_example_through_the_stack(stack: Stack, tmp_path: Path) -> None:
-    block = next(b for b in _python_blocks(SEEDS / "billing-sdk.zh.md")
+    block = next(b for b in _python_blocks(seed("billing-sdk.zh.md"))
                  if "asyncio.run(main())" in b and "LLMService" in b)
     script = tmp_path / "billing_example.py"
     script.write_text(block.replace("your-api-key", stack.api_key))

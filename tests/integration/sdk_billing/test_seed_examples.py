@@ -33,12 +33,11 @@ import pytest
 from billing_sdk import BillingClient, get_billing_client
 
 from meterline.local.mosquitto import MqttEndpoint
+from tests.seeds import seed
 
 from .peer import BillingPeer
 
-SEED = Path("/work/shared/seeds/billing-sdk.zh.md")
-if not SEED.exists():  # the seeds live beside the repository
-    SEED = Path(__file__).resolve().parents[4] / "shared" / "seeds" / "billing-sdk.zh.md"
+SEED = seed("billing-sdk.zh.md")
 KEY = "your-api-key"
 
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from gt8004 import GT8004Logger, RequestLogEntry
 
+from tests.seeds import seed
+
 from ._sink import Sink, serve_app
 
-SEED = Path("/work/shared/seeds/gt8004-sdk-guide.ko.md")
-if not SEED.exists():  # the seeds live beside the repository
-    SEED = Path(__file__).resolve().parents[4] / "shared" / "seeds" / "gt8004-sdk-guide.ko.md"
+SEED = seed("gt8004-sdk-guide.ko.md")
 
 
 def python_blocks() -> list[str]:
