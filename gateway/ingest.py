@@ -1,8 +1,11 @@
 """The ingest path's pure part: body decoding, batch validation, Kafka record building (SPEC §2).
 
 No I/O here, so every limit is unit-testable: ``decode_body`` (gzip with bounded decompression),
-``parse_batch`` (both casings, per-entry rejection, truncation, timestamp normalisation) and
-``build_records`` (one record per batch or per entry, split under a byte limit).
+``parse_batch`` (both casings, per-entry rejection, truncation, timestamp normalisation, secret
+headers stripped) and ``build_records`` (one record per batch or per entry, split under a byte limit).
+
+Secret headers (``schemas/headers.py``) never reach Kafka: our SDK leaves them out, other clients may
+not. The customer an ``Authorization`` header names is derived before that header is dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gateway.errors import IngestRefused
+from meterline.customers import derive_customer_id
 from schemas.events import (
     BODY_LIMIT,
     CAMEL_TO_SNAKE,
@@ -26,6 +30,7 @@ from schemas.events import (
     request_batch_encoder,
     truncate_utf8,
 )
+from schemas.headers import SECRET_HEADERS
 
 SDK_PING: str = "sdk_ping"
 _CAMEL_KEYS: frozenset[str] = frozenset(CAMEL_TO_SNAKE)
@@ -173,11 +178,15 @@ def _entry(raw: Any, body_limit: int, received: str) -> RequestEntry:
 
 
 def _finish(entry: RequestEntry, body_limit: int, received: str) -> RequestEntry:
-    """Checks msgspec cannot express, timestamp normalisation and body truncation."""
-    if entry.headers is not None:
+    """Checks msgspec cannot express, secret headers, timestamp normalisation and body truncation."""
+    if entry.headers:
+        secret = False
         for name in entry.headers:
             if len(name) > _MAX_HEADER_NAME:
                 raise ValueError(f"header name longer than {_MAX_HEADER_NAME} characters - at `$.headers`")
+            secret = secret or name.lower() in SECRET_HEADERS
+        if secret:
+            _strip_secrets(entry, entry.headers)
     entry.timestamp = _normalise_timestamp(entry.timestamp) if entry.timestamp is not None else received
     if entry.request_body is not None:
         cut = truncate_utf8(entry.request_body, body_limit)
@@ -192,6 +201,13 @@ def _finish(entry: RequestEntry, body_limit: int, received: str) -> RequestEntry
                 entry.response_body_size = len(entry.response_body.encode("utf-8", "surrogatepass"))
             entry.response_body = cut
     return entry
+
+
+def _strip_secrets(entry: RequestEntry, headers: dict[str, str]) -> None:
+    """Drop the secret headers; keep the customer one of them names (as the worker would derive it)."""
+    if not entry.customer_id:
+        entry.customer_id = derive_customer_id(entry) or None
+    entry.headers = {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
 
 
 def _normalise_timestamp(value: str) -> str:

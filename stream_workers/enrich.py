@@ -7,19 +7,18 @@ default (insert time) records when the sink wrote the row.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 
+from meterline.customers import derive_customer_id
 from schemas.events import RequestBatchRecord, RequestEntry, UsageRecord, truncate_utf8
+from schemas.headers import SECRET_HEADERS
 from schemas.prices import unit_price
 
 __all__ = [
     "REQUEST_COLUMNS",
-    "SENSITIVE_HEADERS",
     "USAGE_COLUMNS",
     "EventTimeError",
     "clamp_event_time",
@@ -40,10 +39,6 @@ USAGE_COLUMNS: Final = [
     "app_id", "report_id", "key_sha256", "module", "model", "usage", "unit_price", "cost", "event_time",
     "ingested_at", "metadata",
 ]
-#: Headers never stored: credentials of the agent's own callers.
-SENSITIVE_HEADERS: Final = frozenset({
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "apikey",
-})
 _DAY_MS: Final = 86_400_000
 _json = msgspec.json.Encoder()
 
@@ -72,38 +67,10 @@ def clamp_event_time(event_ms: int, ingested_ms: int, max_age_days: int) -> tupl
     return event_ms, None
 
 
-def _jwt_subject(authorization: str) -> str:
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or token.count(".") != 2:
-        return ""
-    payload = token.split(".")[1]
-    try:
-        claims = msgspec.json.decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, msgspec.DecodeError, ValueError):
-        return ""
-    sub = claims.get("sub") if isinstance(claims, dict) else None
-    return sub[:256] if isinstance(sub, str) else ""
-
-
-def derive_customer_id(entry: RequestEntry) -> str:
-    """The entry's ``customer_id``, else ``X-Customer-ID``, else the bearer JWT's ``sub`` (unverified,
-    as the SDK middleware does), else the paying wallet ``x402_payer``, else "" (anonymous)."""
-    if entry.customer_id:
-        return entry.customer_id
-    if entry.headers:
-        for name, value in entry.headers.items():
-            lower = name.lower()
-            if lower == "x-customer-id" and value:
-                return value[:256]
-            if lower == "authorization" and (sub := _jwt_subject(value)):
-                return sub
-    return entry.x402_payer or ""
-
-
 def _headers(headers: dict[str, str] | None) -> dict[str, str]:
     if not headers:
         return {}
-    return {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+    return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
 
 
 def request_row(record: RequestBatchRecord, entry: RequestEntry, event_ms: int) -> list[Any]:

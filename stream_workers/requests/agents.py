@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 
 from schemas.events import SCHEMA_VERSION, RequestBatchRecord, RequestEntry, request_batch_decoder
+from schemas.headers import SECRET_HEADERS
 from stream_workers.enrich import (
     REQUEST_COLUMNS,
-    SENSITIVE_HEADERS,
     EventTimeError,
     clamp_event_time,
     parse_timestamp_ms,
@@ -33,7 +33,7 @@ def _scrubbed(entry: Any) -> bytes:
     item = msgspec.to_builtins(entry) if isinstance(entry, RequestEntry) else entry
     if isinstance(item, dict) and isinstance(item.get("headers"), dict):
         item = {**item, "headers": {k: v for k, v in item["headers"].items()
-                                    if str(k).lower() not in SENSITIVE_HEADERS}}
+                                    if str(k).lower() not in SECRET_HEADERS}}
     return _encode(item)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from datetime import UTC, datetime
@@ -128,3 +129,37 @@ def test_records_keep_contract_and_split_under_the_limit() -> None:
 
 def test_missing_batch_id_is_generated() -> None:
     assert len(parse({"entries": [entry(0)]}).batch_id) == 32
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"Bearer eyJhbGciOiJub25lIn0.{body}.sig"
+
+
+# What a client other than our SDK may send: credentials, a payment signature, in any letter case.
+SECRETS = {"Authorization": _jwt({"sub": "user-42"}), "X-PAYMENT": "eyJwYXltZW50IjoxfQ==",
+           "x-auth-token": "tok-secret", "X-Csrf-Token": "csrf-secret", "Cookie": "session=cookie-secret"}
+
+
+@pytest.mark.parametrize("casing", ["snake", "camel"])  # the typed fast path and the per-entry path
+def test_secret_headers_never_reach_the_kafka_record(casing: str) -> None:
+    headers = {**SECRETS, "Accept": "*/*", "X-Customer-ID-Hint": "kept"}
+    if casing == "snake":
+        doc = {"entries": [entry(0, headers=headers), entry(1, headers=headers, customer_id="given")]}
+    else:
+        doc = {"entries": [{"requestId": f"r-{i}", "method": "GET", "path": "/", "statusCode": 200, "responseMs": 1,
+                            "headers": headers, **extra} for i, extra in enumerate([{}, {"customerId": "given"}])]}
+    (value,) = build_records("agent", parse(doc), 123)
+    for secret in SECRETS.values():
+        assert secret.encode() not in value
+    (record,) = [request_batch_decoder.decode(value)]
+    assert [e.headers for e in record.entries] == [{"Accept": "*/*", "X-Customer-ID-Hint": "kept"}] * 2
+    # the customer the Authorization header named is kept; a customer the client gave wins
+    assert [e.customer_id for e in record.entries] == ["user-42", "given"]
+
+
+def test_entries_without_secret_headers_are_left_as_they_are() -> None:
+    headers = {"accept": "*/*", "user-agent": "sdk"}
+    (kept, bare) = parse({"entries": [entry(0, headers=headers), entry(1)]}).entries
+    assert kept.headers == headers and kept.customer_id is None
+    assert bare.headers is None

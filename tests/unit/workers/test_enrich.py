@@ -75,8 +75,14 @@ def test_customer_id_derivation_order() -> None:
     assert derive_customer_id(entry()) == ""
 
 
+def test_customer_header_wins_over_the_bearer_subject_whatever_their_order() -> None:
+    headers = {"Authorization": _jwt({"sub": "user-7"}), "x-customer-id": "c2"}
+    assert derive_customer_id(entry(headers=headers)) == "c2"
+
+
 def test_credentials_are_not_stored_and_bodies_are_capped() -> None:
-    r = row(entry(headers={"Authorization": "Bearer secret", "Cookie": "s=1", "X-Api-Key": "k", "Accept": "*/*"},
+    r = row(entry(headers={"Authorization": "Bearer secret", "Cookie": "s=1", "X-Api-Key": "k", "Accept": "*/*",
+                           "X-PAYMENT": "signed", "x-auth-token": "t", "X-CSRF-Token": "c"},
                   request_body="é" * BODY_LIMIT))
     assert r["headers"] == {"Accept": "*/*"}
     assert isinstance(r["request_body"], str) and len(r["request_body"].encode()) <= BODY_LIMIT
