@@ -18,6 +18,11 @@ Per partition, in log order:
 A crash anywhere replays from ``start``; the new owner reads the pending range, rebuilds the
 deduplication window from the log before ``start``, re-forms the identical batch and writes it under
 the same token, which ClickHouse drops as a duplicate. So totals are exact for any crash point.
+
+The two crash windows carry fault points (``meterline.faults``) so tests kill the worker exactly
+there: ``processor.after_record`` (range recorded, nothing written) and ``processor.after_write``
+(written, offset not committed). ``processor.no_pending_record`` switches step 3 off, for the
+negative control that shows what the recorded range protects.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from msgspec import json as msgjson
 
+from meterline import faults
 from stream_workers.batch import OpenBatch
 from stream_workers.deadletters import DeadLetterHandler
 from stream_workers.dedupe import WindowDeduper
@@ -266,14 +272,17 @@ class Processor:
         """Record the range, publish dead letters, write, commit. False leaves ``state.writing`` set."""
         tp = state.tp
         if not batch.recorded:
-            if not await self._commit(tp, batch.start, f"{PENDING}{batch.end}", abort):
+            if not faults.switch("processor.no_pending_record") and not await self._commit(
+                    tp, batch.start, f"{PENDING}{batch.end}", abort):
                 return False
             batch.recorded = True
+            faults.point("processor.after_record", range=f"{tp.topic}/{tp.partition}/{batch.start}-{batch.end}")
         if batch.dead and not await self._publish_dead_letters(batch, abort):
             return False
         sealed = batch.seal(tp.topic, tp.partition, state.handler.table, state.handler.columns)
         if not await self.writer.write(sealed, abort):
             return False
+        faults.point("processor.after_write", token=sealed.token, rows=sealed.rows)
         if not await self._commit(tp, batch.end, "", abort):
             return False
         EVENTS_OUT.labels(state.handler.kind).inc(len(batch.rows))

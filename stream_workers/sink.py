@@ -4,7 +4,8 @@
 written or ``abort()`` says the batch is no longer ours (rebalance, shutdown). While ClickHouse is
 down it tells its owner (``on_outage``), who pauses consumption: Kafka lag is the buffer and memory
 stays bounded by one open batch per partition. Every insert carries the batch's token and
-``deduplicate_blocks_in_dependent_materialized_views`` so a repeated batch changes no table.
+``deduplicate_blocks_in_dependent_materialized_views`` so a repeated batch changes no table
+(the test-only switch ``sink.random_token`` of ``meterline.faults`` breaks that on purpose).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
+from meterline import faults
 from meterline.clickhouse import INSERT_SETTINGS
 from meterline.migrations import apply_migrations
 from stream_workers.batch import SinkBatch, encode_batch
@@ -87,7 +90,10 @@ class ClickHouseSink:
     def _insert(self, batch: SinkBatch) -> None:
         client = self._connect()
         settings = dict(INSERT_SETTINGS)
-        settings["insert_deduplication_token"] = batch.token
+        token = batch.token
+        if faults.switch("sink.random_token"):  # negative control of the fault tests only
+            token = f"{token}/{uuid.uuid4().hex}"
+        settings["insert_deduplication_token"] = token
         settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
         for block in batch.blocks:
             client.raw_insert(block.table, column_names=block.columns, insert_block=block.data,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,49 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_exit(self, timeout: float) -> int:
+        """The return code once the process ended by itself (e.g. killed at an armed fault point)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"worker still running after {timeout}s:\n{self.log()[-3000:]}"
+            time.sleep(0.1)
+        return self.proc.returncode
+
+    def wait_log(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert self.proc is not None and self.proc.poll() is None, f"worker exited:\n{self.log()[-3000:]}"
+            assert time.monotonic() < deadline, f"{text!r} not logged within {timeout}s:\n{self.log()[-3000:]}"
+            time.sleep(0.1)
+
+
+_FIRED = re.compile(r"^fault point (\S+) fired: (\w+) \(hit (\d+)((?: \w+=\S+)*)\)$", re.MULTILINE)
+
+
+def fired(log: str, point: str) -> list[dict[str, str]]:
+    """The context of every ``fault point <point> fired`` line a process wrote (see ``meterline.faults``)."""
+    out = []
+    for name, action, hit, rest in _FIRED.findall(log):
+        if name == point:
+            out.append({"action": action, "hit": hit} | dict(kv.split("=", 1) for kv in rest.split()))
+    return out
+
+
+async def committed_metadata(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, tuple[int, str]]:
+    """partition → (committed offset, commit metadata) of ``group`` on ``topic``."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(
+            group, partitions=[TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        await admin.close()
+    return {tp.partition: (meta.offset, meta.metadata) for tp, meta in found.items() if meta.offset >= 0}
 
 
 def wait_processed(bootstrap: str, group: str, topics: Topics, timeout: float,
