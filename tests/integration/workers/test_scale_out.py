@@ -4,24 +4,33 @@ The embedded ClickHouse engine (chDB) can be opened by one process only, so the 
 "topic" sink mode: both consume, validate, deduplicate and batch their partitions and publish sealed
 batches to the internal sink topic; worker A also owns chDB and writes every batch. What this proves:
 partition ownership moving between processes (B joining mid-stream, B killed, A taking over B's
-partitions and re-forming B's recorded batches after the rebalance) changes no total. It does not
-exercise two processes inserting into one ClickHouse server concurrently (no server on this
-machine); in "direct" mode each worker writes its own partitions with the same tokens.
+partitions and re-forming B's recorded batches after the rebalance) changes no total.
+
+The second test runs "direct" mode, as with a ClickHouse server: both workers insert into the same
+database at once, through the HTTP interface of ``tests.chdb_http`` (the real engine behind a thin
+adapter, since chDB is one process per directory and there is no server on this machine). B is
+SIGKILLed at its fault point after an insert and before the commit, so it provably dies holding an
+unacknowledged batch; A takes the partition over and re-forms that batch under the same token. The
+negative control writes every batch under a random token and stores that batch twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from meterline.clickhouse import get_client
 from meterline.local.ports import free_port
 from schemas.topics import Topics
-from tests.integration.workers.procs import WorkerProcess, wait_processed
-from tests.integration.workers.test_kill_restart import check_totals
+from tests.chdb_http import ChdbHttpProcess
+from tests.integration.workers.procs import WorkerProcess, committed_metadata, fired, wait_processed
+from tests.integration.workers.test_kill_restart import _check_totals_here, check_totals
 from tests.integration.workers.workload import produce, request_traffic
 
 pytestmark = pytest.mark.timeout(200)
@@ -85,3 +94,54 @@ def wait_processed_sink(bootstrap: str, topics: Topics, timeout: float) -> None:
             return
         time.sleep(0.3)
     raise AssertionError("sink topic not drained")
+
+
+@pytest.fixture
+def chdb_server(tmp_dir: Path) -> Iterator[ChdbHttpProcess]:
+    server = ChdbHttpProcess(str(tmp_dir / "chdb"), free_port(), str(tmp_dir / "chdb_http.log")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("protection", ["protected", "random-token"])
+def test_two_direct_writers_one_killed_holding_an_unacknowledged_batch(
+        kafka_bootstrap: str, topics: Topics, tmp_dir: Path, chdb_server: ChdbHttpProcess, protection: str) -> None:
+    records, expected = request_traffic(12_000, agents=12, dup_rate=0.10, late_rate=0.05, seed=37)
+    dsn = chdb_server.dsn("two_writers")
+    switches = ["sink.random_token=on"] if protection == "random-token" else []
+    common = {"METERLINE_SINK_MODE": "direct", "METERLINE_SINK_BATCH_SIZE": "1000", "METERLINE_SINK_INTERVAL_S": "2"}
+    a = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "a.log", dsn, **common,
+                      METERLINE_FAULTS=",".join(["processor.after_write=log", *switches]))
+    b = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "b.log", dsn, **common,
+                      METERLINE_FAULTS=",".join(["processor.after_write=kill@3", *switches]))
+    group = f"{topics.prefix}workers.process"
+    a.start().wait_log("assigned [(", 40)
+    b.start().wait_log("assigned [(", 40)
+    a.wait_log("assigned [(", 40)
+    asyncio.run(produce(kafka_bootstrap, topics.requests, records))
+    assert b.wait_exit(40) == -9, b.log()[-3000:]
+    # Both were inserting: A had written batches of its own partitions before B died (A logs each one).
+    written_by_a = fired(a.log(), "processor.after_write")
+    assert written_by_a
+    [died] = fired(b.log(), "processor.after_write")
+    _, partition, span = died["token"].rsplit("/", 2)
+    start, end = span.split("-")
+    # B died after its third insert, before committing it: the range is recorded, not committed.
+    commits = asyncio.run(committed_metadata(kafka_bootstrap, group, topics.requests, topics.partitions))
+    assert commits.get(int(partition), (0, "")) == (int(start), f"pending:{end}")
+    wait_processed(kafka_bootstrap, group, topics, timeout=60, proc=a)
+    assert a.stop() == 0
+    assert re.search(rf"{partition}\): re-forming the recorded batch {start}-{end}", a.log()), a.log()[-3000:]
+    if protection == "protected":
+        _check_totals_here(dsn, expected)  # over HTTP: every total exact, the re-formed batch dropped
+        return
+    client = get_client(dsn)
+    try:
+        rows, distinct = client.query("SELECT count(), uniqExact(agent_id, request_id) FROM request_logs"
+                                      ).result_rows[0]
+    finally:
+        client.close()
+    assert distinct == expected.distinct
+    assert rows - distinct >= int(died["rows"])  # the batch B held is stored twice
