@@ -32,6 +32,7 @@ WINDOWS: Final[dict[str, timedelta]] = {
     "7d": timedelta(days=7), "30d": timedelta(days=30),
 }
 MAX_DAYS: Final = 366
+_MS: Final = timedelta(milliseconds=1)
 MAX_LIMIT: Final = 1000
 _PERF_METRICS: Final = ("requests", "requests_per_minute", "error_rate", "avg_latency_ms",
                         "p50_latency_ms", "p75_latency_ms", "p90_latency_ms", "p95_latency_ms",
@@ -51,9 +52,22 @@ def query_names() -> list[str]:
     return sorted(p.stem for p in QUERY_DIR.glob("*.sql"))
 
 
+def whole_ms(moment: datetime, *, up: bool) -> datetime:
+    """``moment`` at the precision of stored times (DateTime64(3)): moved up or down to a whole millisecond.
+
+    The engine cuts a bound's microseconds off when it binds it, which moves the bound down; a range
+    bound moved up instead selects exactly the stored rows the exact bound selects.
+    """
+    sub = moment.microsecond % 1000
+    if not sub:
+        return moment
+    down = moment - timedelta(microseconds=sub)
+    return down + _MS if up else down
+
+
 @dataclass(frozen=True)
 class TimeRange:
-    """A half-open UTC range ``[start, end)``."""
+    """A half-open UTC range ``[start, end)`` of whole milliseconds (bounds inside one are moved up)."""
 
     start: datetime
     end: datetime
@@ -63,6 +77,8 @@ class TimeRange:
             raise DashboardError("time range bounds must be timezone-aware")
         if self.end <= self.start:
             raise DashboardError("time range must end after it starts")
+        object.__setattr__(self, "start", whole_ms(self.start, up=True))
+        object.__setattr__(self, "end", whole_ms(self.end, up=True))
 
     @classmethod
     def last_days(cls, days: int, now: datetime | None = None) -> TimeRange:
@@ -85,7 +101,8 @@ class TimeRange:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The time now, to the millisecond (the precision of stored times)."""
+    return whole_ms(datetime.now(UTC), up=False)
 
 
 def _clean(value: Any) -> Any:
@@ -128,7 +145,8 @@ class DashboardQueries:
         return [{c: _clean(v) for c, v in zip(cols, row, strict=True)} for row in result.result_rows]
 
     def overview(self, agent_id: str, now: datetime | None = None) -> dict[str, Any]:
-        return self.run("overview", {"agent_id": agent_id, "now": now or utcnow()})[0]
+        now = whole_ms(now, up=False) if now else utcnow()  # "now" is an instant of the stored precision
+        return self.run("overview", {"agent_id": agent_id, "now": now})[0]
 
     def daily(self, agent_id: str, days: int, now: datetime | None = None) -> list[dict[str, Any]]:
         rng = TimeRange.last_days(days, now)
@@ -149,7 +167,7 @@ class DashboardQueries:
         """Speed insights for the last ``window``: stats now and before, change, histogram, hourly."""
         if window not in WINDOWS:
             raise DashboardError(f"window must be one of {', '.join(WINDOWS)}")
-        end = now or utcnow()
+        end = whole_ms(now, up=False) if now else utcnow()
         start = end - WINDOWS[window]
         prev_start = start - WINDOWS[window]
         params = {"agent_id": agent_id, "prev_start": prev_start, "start": start, "end": end}
@@ -199,4 +217,5 @@ __all__ = [
     "load_sql",
     "query_names",
     "utcnow",
+    "whole_ms",
 ]
