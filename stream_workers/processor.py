@@ -21,8 +21,8 @@ the same token, which ClickHouse drops as a duplicate. So totals are exact for a
 
 The two crash windows carry fault points (``meterline.faults``) so tests kill the worker exactly
 there: ``processor.after_record`` (range recorded, nothing written) and ``processor.after_write``
-(written, offset not committed). ``processor.no_pending_record`` switches step 3 off, for the
-negative control that shows what the recorded range protects.
+(written, offset not committed). ``processor.no_pending_record`` switches step 3 off and
+``processor.no_dedupe`` step 1's deduplication, for negative controls that show what they protect.
 """
 
 from __future__ import annotations
@@ -204,8 +204,9 @@ class Processor:
         ts = rec.timestamp
         rows = batch.rows
         hits = 0
+        keep_all = faults.switch("processor.no_dedupe")  # negative control of the fault tests only
         for key, row in parsed.items:
-            if deduper.is_duplicate(key, ts):
+            if deduper.is_duplicate(key, ts) and not keep_all:
                 hits += 1
             else:
                 rows.append(row)

@@ -5,8 +5,10 @@ with the reason code our async handler returns, i.e. after the Kafka ack (gmqtt 
 acks for MQTT 3.1.1, so the bridge always speaks MQTT 5). A handler that cannot reach Kafka keeps
 retrying and never acks; if the bridge stops or dies meanwhile, the broker keeps the message in
 the persistent session (clean start off, session expiry 7 days, stable client id) and redelivers
-it. Subscriptions are shared (``$share/<group>/...``) so replicas split the load, and re-made on
-every (re)connect: Mosquitto 2.0 does not restore shared subscriptions of persistent sessions.
+it. A death after Kafka's ack and before the PUBACK (fault point ``bridge.after_produce``) puts the
+report into Kafka twice; the workers drop the second by report id. Subscriptions are shared
+(``$share/<group>/...``) so replicas split the load, and re-made on every (re)connect: Mosquitto
+2.0 does not restore shared subscriptions of persistent sessions.
 
 The bridge runs inside the gateway's event loop (``GatewaySettings.bridge``, used by the
 one-command local stack) or as its own process (``python -m gateway.bridge``, the production
@@ -31,6 +33,7 @@ from gateway.keys.registry import KeyRegistry
 from gateway.metrics import GatewayMetrics
 from gateway.producer import EventProducer
 from gateway.settings import GatewaySettings
+from meterline import faults
 from schemas.events import ApiKeyRecord, Heartbeat, KeysRequest
 from schemas.topics import Topics
 
@@ -187,6 +190,7 @@ class MqttBridge:
             self._seen_raw[sha] = report.api_key
         value = usage_record(report, owner, sha, now_ms())
         await self._produce(self.topics.usage, owner.agent_id.encode(), value)
+        faults.point("bridge.after_produce", report_id=report.report_id)  # Kafka has it; no PUBACK yet
         self.metrics.mqtt_messages.labels(REPORT, "bridged").inc()
         return _PUBACK_OK
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -10,19 +11,23 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 from gmqtt import Client
 
 from gateway.keys.admin import create_key
 from gateway.main import create_app
 from gateway.runtime import GatewayRuntime
+from meterline import faults
 from meterline.local.kafka import LocalKafka
 from meterline.local.mosquitto import MqttEndpoint
 from schemas.topics import Topics, create_topics
-from tests.integration.gateway.conftest import entry, make_settings, new_key, read_topic
+from tests.integration.gateway.conftest import entry, eventually, make_settings, new_key, read_topic
+from tests.integration.workers.procs import fired
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -165,3 +170,86 @@ async def test_bridge_sigkilled_mid_stream_loses_no_report(kafka_bootstrap: str,
     missing = {f"rep-{i}" for i in range(total)} - ids
     assert not missing, f"{len(missing)} reports lost, e.g. {sorted(missing)[:5]}"
     assert b"SIGKILL" not in log.read_bytes()  # sanity: the log is the bridge's own
+
+
+async def store_usage(bootstrap: str, topics: Topics, dsn: str) -> dict[str, int]:
+    """Run the stream processor over ``topics`` until the usage topic is committed: report_id → rows stored."""
+    from aiokafka import AIOKafkaProducer
+
+    from meterline.clickhouse import get_client
+    from stream_workers.processor import Processor
+    from stream_workers.settings import WorkerSettings
+    from stream_workers.sink import ClickHouseSink
+    from tests.integration.workers.workload import committed_total
+
+    settings = WorkerSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=topics.prefix,
+                              partitions=topics.partitions, sink_interval_s=0.2, session_timeout_s=6)
+    sink = ClickHouseSink(lambda: get_client(dsn))
+    assert await sink.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    processor = Processor(settings, sink, producer)
+    await processor.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (done := await committed_total(bootstrap, processor.group_id, topics.usage, topics.partitions)
+               )[0] < done[1] or done[1] == 0:
+            assert time.monotonic() < deadline, f"usage topic not processed: {done}"
+            await asyncio.sleep(0.2)
+        return dict(sink.query("SELECT report_id, toInt64(count()) FROM usage_events GROUP BY report_id"))
+    finally:
+        await processor.stop()
+        await producer.stop()
+        await sink.close()
+
+
+@pytest.mark.parametrize("dedupe", ["deduplicated", "no-dedupe"])
+async def test_bridge_killed_after_the_kafka_ack_before_the_puback(
+        kafka_bootstrap: str, topics: Topics, mosquitto: MqttEndpoint, tmp_dir: Path, clickhouse_dsn: str,
+        dedupe: str) -> None:
+    """The bridge dies at its fault point: report 5 is in Kafka, its PUBACK never left. The broker
+    redelivers it to the restarted bridge, so Kafka holds it twice; the workers store it once (the
+    negative control switches their deduplication off and stores it twice)."""
+    raw_key, _ = await create_key(kafka_bootstrap, topics.keys, "app-ack")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "METERLINE_TOPIC_PREFIX": topics.prefix,
+           "MQTT_URL": f"mqtt://bridge:bridge-pass@{mosquitto.host}:{mosquitto.port}",
+           "METERLINE_BRIDGE_CLIENT_ID": f"ack-{uuid.uuid4().hex[:8]}",
+           "METERLINE_BRIDGE_SHARE_GROUP": f"g{uuid.uuid4().hex[:8]}",
+           "METERLINE_GATEWAY_CREATE_TOPICS": "false", "PYTHONUNBUFFERED": "1"}
+    updates: list[bytes] = []
+    publisher = Client(f"pub-{uuid.uuid4().hex[:8]}", clean_session=False, session_expiry_interval=3600)
+    publisher.set_auth_credentials(mosquitto.username, mosquitto.password)
+    publisher.on_message = lambda client, topic, payload, qos, props: updates.append(payload) or 0
+    await publisher.connect(mosquitto.host, mosquitto.port)
+    publisher.subscribe("billing/keys/update", qos=1)
+    total = 20
+    ids = [f"ack-{i}" for i in range(total)]
+    bridge = _bridge_process({**env, "METERLINE_FAULTS": "bridge.after_produce=kill@5"}, tmp_dir / "first.log")
+    try:
+        deadline = time.monotonic() + 30  # subscribed once it answers a key list request
+        while not updates:
+            assert time.monotonic() < deadline and bridge.poll() is None, (tmp_dir / "first.log").read_text()
+            publisher.publish("billing/keys/request", b"{}", qos=1)
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: bool(updates), 1.0)
+        for i, report_id in enumerate(ids):
+            publisher.publish("billing/report", msgspec.json.encode(
+                {"api_key": raw_key, "module": "llm", "model": "m", "usage": i + 1, "report_id": report_id}), qos=1)
+        assert await asyncio.to_thread(bridge.wait, 30) == -signal.SIGKILL
+        [died] = fired((tmp_dir / "first.log").read_text(), "bridge.after_produce")
+        bridge = _bridge_process(env, tmp_dir / "second.log")
+        msgs = await read_topic(kafka_bootstrap, topics.usage, min_count=total + 1, timeout=30, settle=1.0)
+    finally:
+        bridge.terminate()
+        bridge.wait(15)
+        await publisher.disconnect()
+    in_kafka = Counter(json.loads(m.value)["report_id"] for m in msgs)
+    assert set(in_kafka) == set(ids)
+    assert in_kafka[died["report_id"]] == 2  # produced, killed before the PUBACK, redelivered, produced again
+    assert max(in_kafka.values()) == 2
+    with faults.arm("processor.no_dedupe", "on") if dedupe == "no-dedupe" else contextlib.nullcontext():
+        stored = await store_usage(kafka_bootstrap, topics, clickhouse_dsn)
+    if dedupe == "deduplicated":
+        assert stored == dict.fromkeys(ids, 1)
+    else:
+        assert stored == dict(in_kafka)  # the redelivered report counted twice

@@ -1,5 +1,5 @@
-"""Reliability against real processes: Mosquitto restarted while reporting, a queue bound during an
-outage, and a reporting process SIGKILLed with reports in its spool."""
+"""Reliability against real processes: Mosquitto crashed and restarted with reports in flight, a queue
+bound during an outage, and a reporting process SIGKILLed with reports in its spool."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from billing_sdk import BillingClient, UsageData
 
 from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint
@@ -35,41 +37,85 @@ def _seqs_by_report_id(peer: BillingPeer) -> dict[str, set[int]]:
     return seen
 
 
-async def test_broker_restart_while_reporting_loses_nothing(mosquitto_process: LocalMosquitto) -> None:
+def _pid(broker: LocalMosquitto) -> int:
+    pid = getattr(broker, "pid", None) or broker._proc.pid  # type: ignore[union-attr]
+    assert isinstance(pid, int)
+    return pid
+
+
+async def _wait_persisted(broker: LocalMosquitto, since: float) -> None:
+    """Until Mosquitto autosaved its state (the peer's session and subscriptions) after ``since``."""
+    db = broker.data_dir / "persistence" / "mosquitto.db"
+    deadline = time.monotonic() + 10
+    while not (db.exists() and db.stat().st_mtime > since):
+        assert time.monotonic() < deadline, "Mosquitto did not save its state"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("resend", ["resend", "no-resend"])
+async def test_broker_crash_with_reports_in_flight_loses_nothing(mosquitto_process: LocalMosquitto,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 resend: str) -> None:
+    """Mosquitto is frozen (SIGSTOP) so the SDK's reports stay unacknowledged, then SIGKILLed and restarted.
+
+    The SDK publishes the reports it holds in flight again on the new connection (``resent``). The
+    negative control is an SDK that forgets its in-flight reports on a lost connection (gmqtt's own
+    behaviour when the broker lost the session, and the original SDK's): exactly those are lost.
+    """
     endpoint = mosquitto_process.endpoint
     peer = await BillingPeer(endpoint, persistent=True).start()
+    subscribed_at = time.time()
     client = _client(endpoint)
+    forgotten: list[int] = []
+    if resend == "no-resend":
+        queue = client._queue
+
+        def forget() -> int:
+            forgotten.append(queue.inflight)
+            queue._inflight.clear()
+            return 0
+
+        monkeypatch.setattr(queue, "requeue_inflight", forget)
     await client.connect()
-    restarted = asyncio.Event()
 
-    async def produce() -> int:
-        seq = after = 0
-        while after < 100:  # bursts, so reports are in flight when the broker goes away
-            for _ in range(10):
-                await client.report_usage(UsageData(api_key="k", module="llm", model="m", usage=1,
-                                                    metadata={"seq": seq}))
-                seq += 1
-            after += 10 if restarted.is_set() else 0
-            await asyncio.sleep(0.003)
-        return seq
+    def report(seq: int) -> UsageData:
+        return UsageData(api_key="k", module="llm", model="m", usage=1, metadata={"seq": seq})
 
-    producer = asyncio.create_task(produce())
-    await asyncio.sleep(0.3)
-    await asyncio.to_thread(mosquitto_process.stop)  # SIGTERM; the same ports come back below
-    await asyncio.sleep(0.5)
-    assert not client.is_connected()
+    for seq in range(50):
+        await client.report_usage(report(seq))
+    assert await client.flush(10)
+    await _wait_persisted(mosquitto_process, subscribed_at)
+    os.kill(_pid(mosquitto_process), signal.SIGSTOP)  # from here no PUBACK comes back
+    try:
+        for seq in range(50, 80):
+            await client.report_usage(report(seq))
+        deadline = time.monotonic() + 10
+        while client.stats().inflight == 0:
+            assert time.monotonic() < deadline, client.stats()
+            await asyncio.sleep(0.01)
+        in_flight = client.stats().inflight
+    finally:
+        await asyncio.to_thread(mosquitto_process.kill)  # a frozen process dies of SIGKILL all the same
     await asyncio.to_thread(mosquitto_process.start)
-    restarted.set()
-    total = await producer
+    for seq in range(80, 100):  # and reporting goes on after the restart
+        await client.report_usage(report(seq))
     assert await client.flush(20), client.stats()
-    await peer.wait_until(lambda: len(_seqs_by_report_id(peer)) >= total, timeout=20)
-    seen = _seqs_by_report_id(peer)
-    assert all(len(seqs) == 1 for seqs in seen.values())  # a duplicate always carries its report's id
-    assert sorted(s for seqs in seen.values() for s in seqs) == list(range(total))  # every report, once per id
     stats = client.stats()
-    assert (stats.accepted, stats.acknowledged, stats.dropped) == (total, total, 0)
+    assert stats.accepted == 100 and stats.dropped == 0
+    if resend == "resend":
+        await peer.wait_until(lambda: len(_seqs_by_report_id(peer)) >= 100, timeout=20)
+        seen = _seqs_by_report_id(peer)
+        assert all(len(seqs) == 1 for seqs in seen.values())  # a duplicate always carries its report's id
+        assert sorted(s for seqs in seen.values() for s in seqs) == list(range(100))  # every report, once per id
+        assert stats.resent >= in_flight > 0 and stats.acknowledged == 100
+        await peer.wait_until(lambda: peer.key_requests >= 2)  # the key list is asked for again after reconnecting
+    else:
+        await peer.wait_until(lambda: len(_seqs_by_report_id(peer)) >= 100 - forgotten[0], timeout=20)
+        delivered = {s for seqs in _seqs_by_report_id(peer).values() for s in seqs}
+        lost = set(range(100)) - delivered
+        assert forgotten[0] >= in_flight > 0 and stats.resent == 0
+        assert lost and lost <= set(range(50, 80)) and len(lost) == forgotten[0]
     assert client.is_connected()
-    await peer.wait_until(lambda: peer.key_requests >= 2)  # the key list is asked for again after reconnecting
     await peer.stop()
 
 
