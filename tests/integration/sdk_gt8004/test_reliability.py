@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+import pytest
 from fastapi import FastAPI
 from gt8004 import GT8004Logger, RequestLogEntry
 from gt8004.middleware.fastapi import GT8004Middleware
@@ -70,14 +72,14 @@ CHILD = textwrap.dedent("""
     from gt8004 import GT8004Logger, RequestLogEntry
 
     async def main(url, spool, phase):
-        logger = GT8004Logger("agent-kill", "key", url, batch_size=5, max_queue_entries=5, spool_dir=spool,
+        logger = GT8004Logger("agent-kill", "key", url, batch_size=5, max_queue_entries=5, spool_dir=spool or None,
                               retry_delays=(0.05, 0.05, 0.05), timeout=2.0)
         if phase == "log":
             for i in range(48):
                 await logger.log(RequestLogEntry(request_id=f"k{i}", method="GET", path="/", status_code=200,
                                                  response_ms=1.0))
-            print("READY", logger.stats().spooled, flush=True)
-            await asyncio.sleep(60)
+            print("LOGGED", logger.stats().spooled, flush=True)
+            await asyncio.Event().wait()  # alive, holding its entries, until the test kills it
         else:
             ok = await logger.flush(timeout=20)
             await logger.close()
@@ -87,27 +89,53 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_killed_process_spool_is_delivered_after_restart(sink: Sink, tmp_path: Path) -> None:
+def _spooled_ids(spool: Path) -> list[str]:
+    """Request ids of the complete lines in the spool's segment files (``.tmp``, ``.seg``, ``.sending``)."""
+    ids = []
+    for path in spool.iterdir() if spool.is_dir() else ():
+        data = path.read_bytes()
+        ids += [orjson.loads(line)["request_id"] for line in data[:data.rfind(b"\n") + 1].splitlines() if line]
+    return ids
+
+
+@pytest.mark.parametrize("spooled", ["spool", "no-spool"])
+def test_killed_process_spool_is_delivered_after_restart(sink: Sink, tmp_path: Path, spooled: str) -> None:
+    """The endpoint is down; the process is SIGKILLed once its spool holds the entries beyond the memory
+    bound (polled on disk). A new process with the same spool delivers each of them once. Without a
+    spool (the negative control) the same kill loses every entry."""
     sink.stop()
     spool = tmp_path / "spool"
+    spool_arg = str(spool) if spooled == "spool" else ""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, sink.url, str(spool), "log"], env=env,
+    child = subprocess.Popen([sys.executable, "-c", CHILD, sink.url, spool_arg, "log"], env=env,
                              stdout=subprocess.PIPE, text=True)
     try:
-        assert child.stdout is not None
-        line = child.stdout.readline().split()
-        assert line[:1] == ["READY"] and int(line[1]) == 43  # 5 held in memory, 43 spooled
+        if spooled == "spool":
+            deadline = time.monotonic() + 20
+            while len(held := _spooled_ids(spool)) < 43:  # 5 held in memory, 43 beyond the bound spooled
+                assert child.poll() is None and time.monotonic() < deadline, held
+                time.sleep(0.01)
+        else:
+            assert child.stdout is not None
+            assert child.stdout.readline().split() == ["LOGGED", "0"]
+            held = []
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
-    assert any(p.suffix == ".tmp" for p in spool.iterdir())  # the dead process's open segment (3 entries)
+        assert child.stdout is not None
+        child.stdout.close()
+    if spooled == "spool":
+        assert sorted(held) == sorted(f"k{i}" for i in range(5, 48))
     sink.start()
-    out = subprocess.run([sys.executable, "-c", CHILD, sink.url, str(spool), "flush"], env=env,
+    out = subprocess.run([sys.executable, "-c", CHILD, sink.url, spool_arg, "flush"], env=env,
                          capture_output=True, text=True, timeout=60, check=True).stdout.split()
     assert out[:2] == ["FLUSHED", "True"], out
     counts = sink.request_ids()
-    assert set(counts) == {f"k{i}" for i in range(5, 48)} and set(counts.values()) == {1}
-    assert list(spool.iterdir()) == []
+    if spooled == "spool":
+        assert set(counts) == set(held) and set(counts.values()) == {1}
+        assert list(spool.iterdir()) == []
+    else:
+        assert counts == {}  # nothing survived the kill
 
 
 def _latencies(url: str, n: int) -> list[float]:
