@@ -1,8 +1,13 @@
 -- Revenue per customer (SPEC §6): x402 revenue of the agent per paying customer in [start, end),
--- largest first. Payments without a customer id are grouped under customer_id = ''.
+-- largest first, equal revenue by customer id. Payments without a customer id are grouped under
+-- customer_id = ''.
+--
+-- Amounts are added as decimals of the values the clients sent (the shortest text of each stored
+-- Float64), not as floats: 3 x 0.1 and 1 x 0.3 are the same revenue and tie, whatever order the
+-- engine adds the rows in (as floats they differ in the last bit, in an order-dependent way).
 SELECT
     customer_id,
-    sum(x402_amount)                                         AS amount,
+    toFloat64(sum(toDecimal256OrZero(toString(x402_amount), 30)) AS exact_amount) AS amount,
     count()                                                  AS paid_requests
 FROM request_logs
 WHERE agent_id = {agent_id:String}
@@ -11,5 +16,5 @@ WHERE agent_id = {agent_id:String}
   AND event_time >= {start:DateTime64(3, 'UTC')}
   AND event_time < {end:DateTime64(3, 'UTC')}
 GROUP BY customer_id
-ORDER BY amount DESC, customer_id
+ORDER BY exact_amount DESC, customer_id
 LIMIT {limit:UInt32}

@@ -1,8 +1,9 @@
--- Revenue by tool (SPEC §6): x402 revenue of the agent per tool in [start, end), largest first.
--- Paid requests that named no tool are grouped under tool_name = ''.
+-- Revenue by tool (SPEC §6): x402 revenue of the agent per tool in [start, end), largest first,
+-- equal revenue by tool name. Paid requests that named no tool are grouped under tool_name = ''.
+-- Amounts are added as decimals, as in revenue_by_customer.sql, so equal revenue ties exactly.
 SELECT
     tool_name,
-    sum(x402_amount)                                         AS amount,
+    toFloat64(sum(toDecimal256OrZero(toString(x402_amount), 30)) AS exact_amount) AS amount,
     count()                                                  AS paid_requests
 FROM request_logs
 WHERE agent_id = {agent_id:String}
@@ -11,4 +12,4 @@ WHERE agent_id = {agent_id:String}
   AND event_time >= {start:DateTime64(3, 'UTC')}
   AND event_time < {end:DateTime64(3, 'UTC')}
 GROUP BY tool_name
-ORDER BY amount DESC, tool_name
+ORDER BY exact_amount DESC, tool_name

@@ -11,12 +11,12 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from meterline.clickhouse import insert_rows
-from schemas.prices import unit_price
 
 NOW = datetime(2026, 11, 20, 15, 30, 0, tzinfo=UTC)
 TOOLS = ["search", "summarise", "translate", "tools/call", "image.generate"]
@@ -26,6 +26,18 @@ REQUEST_COLS = ["agent_id", "request_id", "batch_id", "sdk_version", "event_time
                 "x402_tx_hash", "x402_token", "x402_payer", "request_body", "response_body",
                 "request_body_size", "response_body_size", "headers", "ip_address", "user_agent",
                 "referer", "content_type", "accept_language", "country", "city"]
+#: USD per unit, written here from the published price list (not read from schemas/prices.toml):
+#: module/model, the module's default for an unlisted model, and nothing for an unknown module.
+PRICES: dict[tuple[str, str], Decimal] = {
+    ("llm", "gpt-4"): Decimal("0.00003"),
+    ("llm", "gpt-4o"): Decimal("0.000005"),
+    ("llm", "gpt-3.5-turbo"): Decimal("0.0000015"),
+    ("llm", "mistral-large"): Decimal("0.000002"),
+    ("tts", "eleven-labs"): Decimal("0.00018"),
+    ("tts", "azure-neural"): Decimal("0.00015"),
+    ("asr", "whisper"): Decimal("0.0001"),
+    ("vision", "clip"): Decimal("0"),
+}
 USAGE_COLS = ["app_id", "report_id", "key_sha256", "module", "model", "usage", "unit_price", "cost",
               "event_time", "ingested_at", "stored_at", "metadata"]
 
@@ -56,7 +68,7 @@ class Usage:
     cost: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cost = self.usage * unit_price(self.module, self.model)
+        self.cost = self.usage * float(PRICES[(self.module, self.model)])
 
 
 def make_requests(agents: list[str], per_agent: int, seed: int = 7, now: datetime = NOW,
@@ -118,7 +130,7 @@ def insert_requests(client: Client, reqs: list[Req], stored_at: datetime = NOW) 
 
 
 def insert_usage(client: Client, usage: list[Usage], stored_at: datetime = NOW) -> None:
-    rows = [[u.app_id, u.report_id, "ab" * 32, u.module, u.model, u.usage, unit_price(u.module, u.model), u.cost,
+    rows = [[u.app_id, u.report_id, "ab" * 32, u.module, u.model, u.usage, float(PRICES[(u.module, u.model)]), u.cost,
              u.event_time, u.event_time, stored_at, "{}"] for u in usage]
     token = hashlib.sha256("\n".join(u.report_id for u in usage).encode()).hexdigest()
     insert_rows(client, "usage_events", rows, USAGE_COLS, dedup_token=token)
