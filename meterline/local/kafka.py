@@ -16,11 +16,12 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from meterline.errors import ConfigError, InfrastructureError
-from meterline.local import processes
+from meterline.local import pidfile, processes
 from meterline.local.ports import ensure_port_free
 from meterline.paths import cache_home
 
@@ -84,6 +85,19 @@ def ensure_kafka_classpath(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
+def new_cluster_id(randbytes: Callable[[int], bytes] = os.urandom) -> str:
+    """A random Kafka cluster id (a version-4 UUID in 22 characters of URL-safe base64).
+
+    One id in 64 would begin with ``-``, which ``kafka-storage format`` reads as an option; like
+    Kafka's own ``Uuid.randomUuid`` we draw again until it does not.
+    """
+    while True:
+        raw = uuid.UUID(bytes=randbytes(16), version=4).bytes
+        cluster_id = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     java = shutil.which("java", path=f"{java_home}/bin") if java_home else None
@@ -100,8 +114,10 @@ def _java() -> str:
 class LocalKafka:
     """One Kafka broker process with its data under ``data_dir``.
 
-    ``start()`` formats storage on first use (so a restart keeps the data), launches the broker and
-    waits until it serves metadata. ``stop()`` shuts it down cleanly; ``kill()`` SIGKILLs it.
+    ``start()`` formats storage on first use (so a restart keeps the data), stops a broker an
+    earlier run left on this data directory (``pidfile``), launches the broker (it dies with this
+    process, ``processes.spawn``) and waits until it serves metadata and consumer groups.
+    ``stop()`` shuts it down cleanly; ``kill()`` SIGKILLs it.
     """
 
     data_dir: Path
@@ -111,6 +127,10 @@ class LocalKafka:
     heap: str = "1g"
     startup_timeout: float = 90.0
     extra_properties: dict[str, str] = field(default_factory=dict)
+    #: the id to format new storage with (default: a random one, ``new_cluster_id()``)
+    cluster_id: str | None = None
+    #: ready means consumer groups work too (tests turn this off to show the errors it prevents)
+    wait_for_groups: bool = True
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -165,50 +185,67 @@ class LocalKafka:
     def _format(self, config: Path) -> None:
         if (self.data_dir / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                             "-c", str(config))
+        # the ``--option=value`` form keeps any id a value, whatever character it starts with
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "--standalone",
+                             f"--cluster-id={self.cluster_id or new_cluster_id()}", "-c", str(config))
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
         if proc.returncode != 0:
             raise InfrastructureError(f"formatting Kafka storage failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
 
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status once the process ended on its own (None while it runs or when stopped)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> LocalKafka:
         if self.running:
             return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "server.properties"
+        pidfile.stop_leftover(self._pid_file, str(config), "Kafka")
         ensure_port_free(self.host, self.port, "Kafka")
         ensure_port_free(self.host, self.controller_port, "Kafka controller")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
-        config = self.data_dir / "server.properties"
         config.write_text(self._properties())
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
         self._format(config)
-        out = (self.data_dir / "logs" / "stdout.log").open("ab")
-        self._proc = subprocess.Popen(  # noqa: S603
-            self._java_cmd("kafka.Kafka", str(config)),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        out.close()
+        proc = self._proc = processes.spawn(self._java_cmd("kafka.Kafka", str(config)),
+                                            self.data_dir / "logs" / "stdout.log")
+        pidfile.write(self._pid_file, proc.pid)
         try:
-            self._wait_ready()
+            self._wait_ready(proc)
         except BaseException:
             self.kill()
             raise
         return self
 
-    def _wait_ready(self) -> None:
+    def _offsets_partitions(self) -> int:
+        props = dict(line.split("=", 1) for line in self._properties().splitlines())
+        return int(props["offsets.topic.num.partitions"])
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait until the broker serves metadata and consumer groups (no coordinator errors later)."""
         deadline = time.monotonic() + self.startup_timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
+            if proc.poll() is not None:
                 raise InfrastructureError(
-                    f"Kafka exited with code {self._proc.returncode} during start-up; "
+                    f"Kafka exited with code {proc.returncode} during start-up; "
                     f"see {self.data_dir / 'logs'}: {self._tail_log()}"
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     pass
-                asyncio.run(probe_kafka(self.bootstrap_servers, timeout=2.0))
+                groups = self._offsets_partitions() if self.wait_for_groups else 0
+                asyncio.run(probe_kafka(self.bootstrap_servers, timeout=2.0, offsets_partitions=groups))
                 return
             except Exception as exc:  # noqa: BLE001 - retried until the deadline
                 last_error = exc
@@ -226,11 +263,15 @@ class LocalKafka:
         """Controlled shutdown (SIGTERM), escalating to SIGKILL after ``timeout`` seconds."""
         proc, self._proc = self._proc, None
         processes.terminate(proc, timeout)
+        if proc is not None:
+            pidfile.remove(self._pid_file, proc.pid)
 
     def kill(self) -> None:
         """Crash the process (SIGKILL), as a fault-injection tool."""
         proc, self._proc = self._proc, None
         processes.kill(proc)
+        if proc is not None:
+            pidfile.remove(self._pid_file, proc.pid)
 
     def __enter__(self) -> LocalKafka:
         return self.start()
@@ -239,13 +280,51 @@ class LocalKafka:
         self.stop()
 
 
-async def probe_kafka(bootstrap_servers: str, timeout: float = 5.0) -> None:
-    """Raise unless a broker at ``bootstrap_servers`` answers a metadata request."""
+def group_probe_ids(partitions: int) -> list[str]:
+    """Group ids whose coordinators sit on each of ``partitions`` partitions of ``__consumer_offsets``.
+
+    Kafka places a group on partition ``abs(javaHashCode(group_id)) % partitions``.
+    """
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < partitions:
+        name = f"meterline-ready-{n}"
+        h = java_string_hash(name)
+        found.setdefault((0 if h == -(1 << 31) else abs(h)) % partitions, name)  # Kafka's Utils.abs
+        n += 1
+    return [found[p] for p in range(partitions)]
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (a signed 32-bit int over UTF-16 code units)."""
+    data = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+#: FindCoordinator/DescribeGroups answers that mean "the group coordinator is not ready yet"
+_COORDINATOR_NOT_READY = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
+
+
+async def probe_kafka(bootstrap_servers: str, timeout: float = 5.0, offsets_partitions: int = 0) -> None:
+    """Raise unless a broker at ``bootstrap_servers`` answers a metadata request.
+
+    With ``offsets_partitions``, also unless the group coordinator of every partition of
+    ``__consumer_offsets`` answers (a fresh broker creates that topic on the first group lookup;
+    consumers that start before it is ready log ``Group Coordinator Request failed`` errors).
+    """
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
         await asyncio.wait_for(admin.list_topics(), timeout)
+        for group in group_probe_ids(offsets_partitions) if offsets_partitions else []:
+            responses = await asyncio.wait_for(admin.describe_consumer_groups([group]), timeout)
+            codes = {g[0] for r in responses for g in r.groups}
+            if codes & _COORDINATOR_NOT_READY:
+                raise InfrastructureError(f"the group coordinator of {group!r} is not ready (errors {codes})")
     finally:
         await admin.close()

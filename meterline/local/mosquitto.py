@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meterline.errors import ConfigError, InfrastructureError
-from meterline.local import processes
+from meterline.local import pidfile, processes
 from meterline.local.ports import ensure_port_free, wait_for_port
 
 
@@ -133,29 +133,40 @@ class LocalMosquitto:
         )
         return config
 
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / "mosquitto.pid"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status once the process ended on its own (None while it runs or when stopped)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self, timeout: float = 15.0) -> LocalMosquitto:
         if self.running:
             return self
         binary = _tool("mosquitto", "mosquitto")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        pidfile.stop_leftover(self._pid_file, str(self.data_dir / "mosquitto.conf"), "Mosquitto")
         ensure_port_free(self.host, self.port, "Mosquitto")
         ensure_port_free(self.host, self.tls_port, "Mosquitto (TLS)")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
-        out = (self.data_dir / "stdout.log").open("ab")
-        self._proc = subprocess.Popen(  # noqa: S603
-            [binary, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        out.close()
+        proc = self._proc = processes.spawn([binary, "-c", str(config)], self.data_dir / "stdout.log")
+        pidfile.write(self._pid_file, proc.pid)
         try:
             deadline = time.monotonic() + timeout
             for port in (self.port, self.tls_port):
-                if self._proc.poll() is not None:
+                if proc.poll() is not None:
                     break
                 wait_for_port(self.host, port, max(0.5, deadline - time.monotonic()), "Mosquitto")
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 log = (self.data_dir / "mosquitto.log")
                 detail = log.read_text(errors="replace")[-1000:] if log.exists() else ""
-                raise InfrastructureError(f"Mosquitto exited with code {self._proc.returncode}: {detail}")
+                raise InfrastructureError(f"Mosquitto exited with code {proc.returncode}: {detail}")
         except BaseException:
             self.kill()
             raise
@@ -165,11 +176,15 @@ class LocalMosquitto:
         """Controlled shutdown (SIGTERM), escalating to SIGKILL after ``timeout`` seconds."""
         proc, self._proc = self._proc, None
         processes.terminate(proc, timeout)
+        if proc is not None:
+            pidfile.remove(self._pid_file, proc.pid)
 
     def kill(self) -> None:
         """Crash the process (SIGKILL), as a fault-injection tool."""
         proc, self._proc = self._proc, None
         processes.kill(proc)
+        if proc is not None:
+            pidfile.remove(self._pid_file, proc.pid)
 
     def __enter__(self) -> LocalMosquitto:
         return self.start()

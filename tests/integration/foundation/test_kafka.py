@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from meterline.local.kafka import LocalKafka
+from meterline.local.ports import free_port
 from schemas.topics import Topics
 
 
@@ -35,6 +39,17 @@ async def _consume(bootstrap: str, topic: str, count: int, timeout: float = 20.0
     finally:
         await consumer.stop()
     return got
+
+
+async def _create_topic(bootstrap: str, name: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1)])
+    finally:
+        await admin.close()
 
 
 async def test_produce_and_consume_roundtrip(kafka_bootstrap: str, topics: Topics) -> None:
@@ -68,3 +83,24 @@ def test_broker_restart_keeps_data(kafka_process: LocalKafka) -> None:
     assert not kafka_process.running
     kafka_process.start()
     assert asyncio.run(_consume(bootstrap, "durable", 3)) == [b"a", b"b", b"c"]
+
+
+@pytest.mark.parametrize("wait_for_groups", [True, False], ids=["ready", "negative-control"])
+async def test_a_fresh_broker_is_ready_for_consumer_groups(tmp_dir: Path, wait_for_groups: bool,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """`meterline up` printed `Group Coordinator Request failed` before its banner on a first start."""
+    broker = LocalKafka(tmp_dir / "kafka", port=free_port(), controller_port=free_port(), heap="256m",
+                        wait_for_groups=wait_for_groups)
+    await asyncio.to_thread(broker.start)
+    try:
+        await _create_topic(broker.bootstrap_servers, "fresh")
+        with caplog.at_level(logging.ERROR, logger="aiokafka"):
+            await _produce(broker.bootstrap_servers, "fresh", [b"x"])
+            assert await _consume(broker.bootstrap_servers, "fresh", 1) == [b"x"]
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        if wait_for_groups:
+            assert errors == []
+        else:  # without the wait, the first group lookup finds no coordinator yet
+            assert any("Group Coordinator Request failed" in e for e in errors), errors
+    finally:
+        await asyncio.to_thread(broker.stop)

@@ -1,0 +1,100 @@
+"""Pid files of our service processes, so a start can stop the broker an earlier run left behind.
+
+The second line of defence after ``processes.spawn`` (children die with their parent): should a
+Kafka or Mosquitto still be running from an earlier ``meterline up`` (a kernel without
+``PR_SET_PDEATHSIG``, a process started before that protection), its port blocks the next start.
+Each service writes ``<data dir>/<name>.pid``; the next start stops the process it names, but only
+after ``/proc/<pid>/cmdline`` shows it is our service on *this* data directory (a recycled pid
+is left alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from meterline.errors import ConfigError
+
+__all__ = ["command_line", "remove", "stop_leftover", "write"]
+
+log = logging.getLogger(__name__)
+
+
+def write(path: Path, pid: int) -> None:
+    tmp = path.with_suffix(".pid.tmp")
+    tmp.write_text(f"{pid}\n")
+    tmp.replace(path)
+
+
+def remove(path: Path, pid: int) -> None:
+    """Delete ``path`` if it still names ``pid`` (a newer start may have replaced it)."""
+    if _read(path) == pid:
+        path.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def command_line(pid: int) -> list[str] | None:
+    """The arguments of a live process, None if it is gone (or a zombie, which has none)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def stop_leftover(path: Path, argument: str, what: str, timeout: float = 15.0) -> int | None:
+    """Stop the process ``path`` names if its command line has ``argument``; return its pid.
+
+    ``argument`` is something only our process on this data directory has on its command line
+    (its configuration file). The process gets SIGTERM (a clean shutdown keeps the broker's data
+    tidy), then SIGKILL after ``timeout`` seconds.
+    """
+    pid = _read(path)
+    if pid is None or pid == os.getpid():
+        path.unlink(missing_ok=True)
+        return None
+    args = command_line(pid)
+    if args is None or argument not in args:
+        path.unlink(missing_ok=True)
+        return None
+    log.warning("stopping the %s an earlier run left running (pid %d, %s)", what, pid, path.parent)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a frozen process handles its SIGTERM only once continued
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise ConfigError(f"{what} (pid {pid}) from an earlier run on {path.parent} belongs to another "
+                          f"user and cannot be stopped by us") from exc
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        log.warning("%s (pid %d) did not stop within %.0fs; killing it", what, pid, timeout)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5.0
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    path.unlink(missing_ok=True)
+    return pid
