@@ -1,4 +1,9 @@
-"""Prometheus metrics of one gateway runtime (its own registry, so several apps can live in a process)."""
+"""Prometheus metrics of one gateway runtime (its own registry, so several apps can live in a process).
+
+A process that embeds other components (``meterline up`` runs the stream worker beside the gateway)
+adds their registries with ``include(registry)``: one scrape of ``/metrics`` then shows all of them.
+The standalone gateway includes nothing, so it shows only its own series.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +37,15 @@ class GatewayMetrics:
         self.keys_loaded = Gauge("meterline_gateway_api_keys", "API keys known to the registry", ["status"],
                                  registry=r)
 
+        self._included: list[CollectorRegistry] = []
+
+    def include(self, registry: CollectorRegistry) -> None:
+        """Also render ``registry`` (another component's series; names must not overlap ours)."""
+        if registry is not self.registry and all(registry is not r for r in self._included):
+            self._included.append(registry)
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return b"".join(generate_latest(r) for r in (self.registry, *self._included))
 
 
 __all__ = ["GatewayMetrics"]

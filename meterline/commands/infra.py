@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
-import threading
+from collections.abc import Callable
 from typing import Any
 
 from meterline.clickhouse import get_client
 from meterline.local.kafka import LocalKafka, ensure_kafka_classpath
 from meterline.local.mosquitto import LocalMosquitto
+from meterline.local.shutdown import BoundedStop
+from meterline.local.supervisor import Service, Supervisor
 from meterline.migrations import apply_migrations
 from meterline.paths import data_home
 from meterline.settings import StackSettings
@@ -74,6 +77,15 @@ class LocalInfra:
                 self.stop()
                 raise
 
+    def supervise(self, on_give_up: Callable[[str], None]) -> Supervisor:
+        """Start a supervisor that restarts the local Kafka and Mosquitto if they exit."""
+        services: dict[str, Service] = {}
+        if self.kafka is not None:
+            services["Kafka"] = self.kafka
+        if self.mosquitto is not None:
+            services["Mosquitto"] = self.mosquitto
+        return Supervisor(services, on_give_up=on_give_up).start()
+
     @property
     def bootstrap_servers(self) -> str:
         if self.kafka is not None:
@@ -89,9 +101,14 @@ class LocalInfra:
 
 def cmd_infra(args: argparse.Namespace) -> int:
     settings = StackSettings()
+    stop = BoundedStop()
+    stop.install_signal_handlers()
     infra = LocalInfra(settings)
-    infra.start()
+    supervisor: Supervisor | None = None
     try:
+        infra.start()
+        supervisor = infra.supervise(on_give_up=lambda _: os.kill(os.getpid(), signal.SIGTERM))
+        stop.on_request.append(lambda: supervisor.stop(0) if supervisor else None)
         created = asyncio.run(create_topics(infra.bootstrap_servers, Topics.from_env()))
         client = get_client(settings.effective_clickhouse_url())
         applied = apply_migrations(client)
@@ -102,12 +119,13 @@ def cmd_infra(args: argparse.Namespace) -> int:
                   f"user {ep.username}  CA {ep.ca_file}")
         print(f"ClickHouse  {settings.effective_clickhouse_url()}  (migrations applied: {applied or 'none'})")
         print("ready — Ctrl-C stops", flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
     finally:
+        stop.arm()
+        if supervisor is not None:
+            supervisor.stop()
         infra.stop()
-    return 0
+    return 1 if supervisor is not None and supervisor.gave_up else 0

@@ -6,19 +6,27 @@ process that is the stream worker (Faust) and also serves the gateway app — in
 read API and dashboard — on the worker's loop (``faust.contrib.asgi.serve_asgi``). One process, so
 one owner of the embedded ClickHouse engine. Ctrl-C stops the worker, then Kafka and Mosquitto.
 A second run reuses ``METERLINE_HOME`` and keeps the data of the first.
+
+Kafka and Mosquitto die with this process (``meterline.local.processes``), a supervisor restarts
+them if they crash (``meterline.local.supervisor``), and a stop always ends within
+``STOP_DEADLINE_S`` (``meterline.local.shutdown``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import signal
 import sys
 from typing import Any
 from urllib.parse import quote
 
 from meterline.clickhouse import get_client
 from meterline.commands.infra import LocalInfra
+from meterline.local.shutdown import BoundedStop
+from meterline.local.supervisor import Supervisor
 from meterline.migrations import apply_migrations
 from meterline.settings import StackSettings
 from schemas.topics import Topics, create_topics
@@ -91,13 +99,19 @@ def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | N
     return "\n".join(lines)
 
 
-def run_embedded(banner: str) -> int:
-    """Run worker + gateway in this process until SIGINT/SIGTERM."""
+#: From Ctrl-C/SIGTERM to the end of the process, whatever state Kafka, Mosquitto or ClickHouse are in.
+STOP_DEADLINE_S = 15.0
+
+
+def run_embedded(banner: str, stop: BoundedStop) -> int:
+    """Run worker + gateway in this process until SIGINT/SIGTERM (``stop`` bounds the shutdown)."""
     import faust
     from faust.contrib.asgi import serve_asgi
+    from prometheus_client import REGISTRY
 
     from gateway.dashboard.wiring import gateway_dashboard_router
     from gateway.main import create_app as create_gateway
+    from gateway.runtime import GatewayRuntime
     from gateway.settings import GatewaySettings
     from stream_workers.app import create_app as create_worker
     from stream_workers.settings import WorkerSettings
@@ -111,7 +125,9 @@ def run_embedded(banner: str) -> int:
                                        port=stack.meterline_gateway_port)
     worker_app = create_worker(worker_settings)
     async def build_gateway() -> Any:  # aiokafka clients must be created with the loop running
-        return create_gateway(gateway_settings,
+        runtime = GatewayRuntime(gateway_settings)
+        runtime.metrics.include(REGISTRY)  # the worker's series (lag, dedupe, sink) on the same /metrics
+        return create_gateway(gateway_settings, runtime=runtime,
                               extra_routers=[gateway_dashboard_router(worker_settings.effective_clickhouse_url())])
 
     gateway_app = loop.run_until_complete(build_gateway())
@@ -130,7 +146,25 @@ def run_embedded(banner: str) -> int:
                 await asyncio.sleep(0.2)
         print("meterline: the gateway did not start listening within 120 s", file=sys.stderr, flush=True)
 
-    worker = faust.Worker(worker_app, loglevel="warning", quiet=True, redirect_stdouts=False, loop=loop)
+    class StackWorker(faust.Worker):
+        """Faust's worker, whose signal handlers also start the bounded stop."""
+
+        def _on_sigint(self) -> None:
+            stop.request("Ctrl-C")
+            super()._on_sigint()
+
+        def _on_sigterm(self) -> None:
+            stop.request("SIGTERM")
+            super()._on_sigterm()
+
+    # Our logging configuration stays (mode's would reset it), and no progress spinner: its cursor
+    # escape codes and "starting➢" end up in logs and captured output. Once running, the stack
+    # reports warnings and errors only (all of it with -v).
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.DEBUG:
+        root.setLevel(logging.WARNING)
+    worker = StackWorker(worker_app, quiet=True, redirect_stdouts=False, override_logging=False, loop=loop)
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -140,15 +174,28 @@ def run_embedded(banner: str) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = StackSettings()
+    stop = BoundedStop(STOP_DEADLINE_S)
+    stop.install_signal_handlers()
     infra = LocalInfra(settings, extra_mqtt_users=_mqtt_users())
-    infra.start()
+    supervisor: Supervisor | None = None
     try:
+        infra.start()
+        # giving up on a child stops the stack the way SIGTERM does (bounded, non-zero exit)
+        supervisor = infra.supervise(on_give_up=lambda _: os.kill(os.getpid(), signal.SIGTERM))
+        stop.on_request.append(lambda: supervisor.stop(0) if supervisor else None)
         os.environ.update(stack_environment(settings, infra))
         topics = Topics.from_env()
         asyncio.run(create_topics(infra.bootstrap_servers, topics))
         client = get_client(settings.effective_clickhouse_url())
         apply_migrations(client)
         key = asyncio.run(ensure_first_key(infra.bootstrap_servers, topics.keys, args.agent))
-        return run_embedded(_banner(settings, infra, args.agent, key))
+        code = run_embedded(_banner(settings, infra, args.agent, key), stop)
+    except KeyboardInterrupt:
+        code = 130
     finally:
+        stop.arm()
+        stop.install_signal_handlers()  # the worker's loop restored the default handlers on close
+        if supervisor is not None:
+            supervisor.stop()
         infra.stop()
+    return 1 if supervisor is not None and supervisor.gave_up else code
