@@ -34,8 +34,9 @@ variable is set. Points and switches in use:
 
 * ``processor.after_record`` / ``processor.after_write`` — a worker batch's range is recorded /
   its rows are written, the offset not yet committed (``stream_workers.processor``);
-* ``processor.no_pending_record``, ``sink.random_token``, ``processor.no_dedupe`` — switches that
-  remove a part of the exactly-once protocol, for negative controls;
+* ``processor.no_pending_record``, ``sink.random_token``, ``processor.no_dedupe``,
+  ``sink.drop_on_error`` — switches that remove a part of the exactly-once protocol, for negative
+  controls;
 * ``bridge.after_produce`` — the MQTT bridge has Kafka's ack for a report, the PUBACK is not sent
   (``gateway.bridge.mqtt``).
 """

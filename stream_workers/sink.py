@@ -5,7 +5,8 @@ written or ``abort()`` says the batch is no longer ours (rebalance, shutdown). W
 down it tells its owner (``on_outage``), who pauses consumption: Kafka lag is the buffer and memory
 stays bounded by one open batch per partition. Every insert carries the batch's token and
 ``deduplicate_blocks_in_dependent_materialized_views`` so a repeated batch changes no table
-(the test-only switch ``sink.random_token`` of ``meterline.faults`` breaks that on purpose).
+(the test-only switches ``sink.random_token`` and ``sink.drop_on_error`` of ``meterline.faults``
+break that, and the retrying, on purpose).
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class ClickHouseSink:
             try:
                 await self._call(self._insert, batch)
             except Exception as exc:  # noqa: BLE001 - the sink never raises; it retries
+                if faults.switch("sink.drop_on_error"):  # negative control: a sink that logs and moves on
+                    log.error("ClickHouse write of %s failed (%s); batch dropped", batch.token, exc)
+                    return True
                 SINK_RETRIES.labels("clickhouse").inc()
                 if not self.down:
                     log.warning("ClickHouse write of %s failed (%s); pausing consumption and retrying",

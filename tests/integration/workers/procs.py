@@ -34,8 +34,10 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.starts += 1
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_workers", "worker"], env=self.env,
-                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        # cwd: Faust keeps its "<app id>-data" directory there; the test's own directory, not the repository
+        env = dict(self.env, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), self.env.get("PYTHONPATH")])))
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_workers", "worker"], env=env,
+                                     cwd=self.log_path.parent, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return self
 
@@ -58,6 +60,12 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the worker process (MiB)."""
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(status.split("VmRSS:", 1)[1].split()[0]) / 1024
 
     def wait_exit(self, timeout: float) -> int:
         """The return code once the process ended by itself (e.g. killed at an armed fault point)."""
