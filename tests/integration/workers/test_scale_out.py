@@ -3,8 +3,9 @@
 The embedded ClickHouse engine (chDB) can be opened by one process only, so the two workers run in
 "topic" sink mode: both consume, validate, deduplicate and batch their partitions and publish sealed
 batches to the internal sink topic; worker A also owns chDB and writes every batch. What this proves:
-partition ownership moving between processes (B joining mid-stream, B killed, A taking over B's
-partitions and re-forming B's recorded batches after the rebalance) changes no total.
+partition ownership moving between processes (B joining mid-stream, B killed at its fault point
+after publishing a batch and before committing it, A taking over B's partitions and re-forming that
+batch after the rebalance) changes no total.
 
 The second test runs "direct" mode, as with a ClickHouse server: both workers insert into the same
 database at once, through the HTTP interface of ``tests.chdb_http`` (the real engine behind a thin
@@ -42,19 +43,16 @@ def test_two_workers_one_killed_mid_stream(kafka_bootstrap: str, topics: Topics,
     web_port = free_port()
     a = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "a.log", dsn, METERLINE_SINK_MODE="topic",
                       METERLINE_SINK_OWNER="1", METERLINE_WORKER_WEB_PORT=str(web_port))
+    # B dies at its fault point after publishing its third sealed batch, before committing it.
     b = WorkerProcess(kafka_bootstrap, topics, tmp_dir / "b.log", None, METERLINE_SINK_MODE="topic",
-                      METERLINE_SINK_OWNER="0")
+                      METERLINE_SINK_OWNER="0", METERLINE_FAULTS="processor.after_write=kill@3")
     waves = [records[i::3] for i in range(3)]
     a.start()
     asyncio.run(produce(kafka_bootstrap, topics.requests, waves[0]))
-    b.start()  # joins mid-stream
-    deadline = time.monotonic() + 60
-    while "assigned [(" not in b.log() and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert "assigned [(" in b.log(), b.log()[-3000:]
+    b.start().wait_log("assigned [(", 60)  # joins mid-stream
     asyncio.run(produce(kafka_bootstrap, topics.requests, waves[1]))
-    time.sleep(1.5)
-    b.kill()  # mid-stream: its partitions move to A after the session timeout
+    assert b.wait_exit(60) == -9  # mid-stream: its partitions move to A after the session timeout
+    [died] = fired(b.log(), "processor.after_write")
     asyncio.run(produce(kafka_bootstrap, topics.requests, waves[2]))
     wait_processed(kafka_bootstrap, f"{topics.prefix}workers.process", topics, timeout=90, proc=a)
     # The sink group must have written everything published too.
@@ -69,6 +67,8 @@ def test_two_workers_one_killed_mid_stream(kafka_bootstrap: str, topics: Topics,
     # B owned partitions and committed work before it died; A took them over and rebuilt their state.
     assert any(f"('{topics.requests}'" in line for line in b.log().splitlines() if "assigned [(" in line)
     assert "rebuilt dedupe window" in a.log(), a.log()[-3000:]
+    _, partition, span = died["token"].rsplit("/", 2)
+    assert re.search(rf"{partition}\): re-forming the recorded batch {span}", a.log()), a.log()[-3000:]
     check_totals(dsn, expected)
 
 
