@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from meterline.clickhouse import get_client
 from meterline.commands.infra import LocalInfra
+from meterline.local.logrepeats import RepeatLimiter
 from meterline.local.shutdown import BoundedStop
 from meterline.local.supervisor import Supervisor
 from meterline.migrations import apply_migrations
@@ -163,6 +164,8 @@ def run_embedded(banner: str, stop: BoundedStop) -> int:
     root = logging.getLogger()
     if root.getEffectiveLevel() > logging.DEBUG:
         root.setLevel(logging.WARNING)
+        for handler in root.handlers:  # an unreachable Kafka: each client error once per 10 s
+            handler.addFilter(RepeatLimiter())
     worker = StackWorker(worker_app, quiet=True, redirect_stdouts=False, override_logging=False, loop=loop)
     worker.spinner = None
     try:
