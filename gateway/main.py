@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from gateway.errors import GatewayError
 from gateway.routers import health, ingest
+from gateway.routers.openapi import complete_document
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
 
@@ -47,6 +49,13 @@ def create_app(settings: GatewaySettings | None = None, *, extra_routers: Sequen
     app.include_router(health.router)
     for router in extra_routers:
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:  # the bearer scheme, and links from ingest to the read views mounted
+        if app.openapi_schema is None:
+            app.openapi_schema = complete_document(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:

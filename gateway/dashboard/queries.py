@@ -32,8 +32,11 @@ WINDOWS: Final[dict[str, timedelta]] = {
     "7d": timedelta(days=7), "30d": timedelta(days=30),
 }
 MAX_DAYS: Final = 366
-_MS: Final = timedelta(milliseconds=1)
 MAX_LIMIT: Final = 1000
+#: The times the store can hold (DateTime64(3)): range bounds outside them are refused.
+EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
 _PERF_METRICS: Final = ("requests", "requests_per_minute", "error_rate", "avg_latency_ms",
                         "p50_latency_ms", "p75_latency_ms", "p90_latency_ms", "p95_latency_ms",
                         "p99_latency_ms")
@@ -77,6 +80,8 @@ class TimeRange:
             raise DashboardError("time range bounds must be timezone-aware")
         if self.end <= self.start:
             raise DashboardError("time range must end after it starts")
+        if self.start < EARLIEST or self.end > LATEST:
+            raise DashboardError(f"time range must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
         object.__setattr__(self, "start", whole_ms(self.start, up=True))
         object.__setattr__(self, "end", whole_ms(self.end, up=True))
 
@@ -94,9 +99,9 @@ class TimeRange:
         """The calendar month ``YYYY-MM``."""
         try:
             first = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
-        except ValueError as exc:
-            raise DashboardError(f"period must look like 2026-11, got {period!r}") from exc
-        nxt = (first + timedelta(days=32)).replace(day=1)
+            nxt = (first + timedelta(days=32)).replace(day=1)
+        except (ValueError, OverflowError) as exc:
+            raise DashboardError(f"period must be a month like 2026-11, got {period!r}") from exc
         return cls(first, nxt)
 
 
@@ -211,6 +216,8 @@ __all__ = [
     "PERIODS",
     "QUERY_DIR",
     "WINDOWS",
+    "EARLIEST",
+    "LATEST",
     "DashboardQueries",
     "Period",
     "TimeRange",

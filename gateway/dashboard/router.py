@@ -19,15 +19,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
+from urllib.parse import quote
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from gateway.dashboard import openapi as doc
 from gateway.dashboard.auth import Authorize, OperatorCheck
 from gateway.dashboard.errors import DashboardError
 from gateway.dashboard.export import usage_to_csv
@@ -83,6 +85,8 @@ def _range(days: int, start: datetime | None, end: datetime | None, month: str |
         return TimeRange(start, end)
     except DashboardError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    except OverflowError as exc:  # a bound near year 1 or 9999 moved by an offset or by `days`
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "time range out of range") from exc
 
 
 def _sql(factory: Callable[[], Client], query: str, params: dict[str, str],
@@ -95,12 +99,22 @@ def _first_line(exc: Exception) -> str:
     return text[0][:500] if text else "query refused"
 
 
+def _attachment(name: str) -> str:
+    """A Content-Disposition for ``name``: an ASCII file name (headers are Latin-1), the exact one in UTF-8."""
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SqlRequest(BaseModel):
     """``POST /v1/sql``: one read-only statement with ``{name:Type}`` parameters bound by the engine."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "query": "SELECT toDate(event_time) AS day, count() FROM request_logs WHERE agent_id = {agent:String} "
+                 "GROUP BY day ORDER BY day", "params": {"agent": "agent-1"}, "max_rows": 100}]})
 
     query: str = Field(min_length=1, max_length=MAX_SQL_BYTES)
     params: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict, max_length=64)
@@ -124,7 +138,7 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
         return agent_id
 
     Owner = Annotated[str, Depends(owner)]  # noqa: N806 - an Annotated alias, as in deps.py modules
-    api = APIRouter(prefix="/v1/agents/{agent_id}", tags=["dashboard"])
+    api = APIRouter(prefix="/v1/agents/{agent_id}", tags=["dashboard"], dependencies=[Security(doc.BEARER)])
     page = APIRouter(tags=["dashboard"], include_in_schema=False)
 
     async def run(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -149,16 +163,22 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
         result: T = await run(lambda: fn(DashboardQueries(client_factory())))
         return result
 
-    @api.get("/stats", summary="Overview: totals, today/week/month, revenue, latency, error rate")
+    @api.get("/stats", summary="Overview: totals, today/week/month, revenue, latency, error rate",
+             operation_id="agent_stats", response_model=None,
+             responses={200: doc.ok(doc.Stats, "agent_stats"), **doc.READ_ERRORS})
     async def stats(agent_id: Owner) -> dict[str, Any]:
         result: dict[str, Any] = await view(lambda q: q.overview(agent_id))
         return {"agent_id": agent_id, **result}
 
-    @api.get("/stats/daily", summary="Daily trend: requests, revenue, errors, customers, latency per day")
+    @api.get("/stats/daily", summary="Daily trend: requests, revenue, errors, customers, latency per day",
+             operation_id="agent_daily", response_model=None,
+             responses={200: doc.ok(doc.Daily, "agent_daily"), **doc.READ_ERRORS})
     async def daily(agent_id: Owner, days: Days = 30) -> dict[str, Any]:
         return {"agent_id": agent_id, "days": await view(lambda q: q.daily(agent_id, days))}
 
-    @api.get("/customers", summary="Per customer: first/last seen, requests, revenue, latency, error rate")
+    @api.get("/customers", summary="Per customer: first/last seen, requests, revenue, latency, error rate",
+             operation_id="agent_customers", response_model=None,
+             responses={200: doc.ok(doc.Customers, "agent_customers", ranged=True), **doc.RANGE_ERRORS})
     async def customers(agent_id: Owner, days: Days = 30, limit: Limit = 100,
                         start: From = None, end: To = None
                         ) -> dict[str, Any]:
@@ -166,7 +186,9 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
         rows = await view(lambda q: q.customers(agent_id, rng, limit))
         return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "customers": rows}
 
-    @api.get("/tools", summary="Per tool: requests, p95 latency, error rate, revenue")
+    @api.get("/tools", summary="Per tool: requests, p95 latency, error rate, revenue",
+             operation_id="agent_tools", response_model=None,
+             responses={200: doc.ok(doc.Tools, "agent_tools", ranged=True), **doc.RANGE_ERRORS})
     async def tools(agent_id: Owner, days: Days = 30, limit: Limit = 100,
                     start: From = None, end: To = None
                     ) -> dict[str, Any]:
@@ -174,16 +196,22 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
         rows = await view(lambda q: q.tools(agent_id, rng, limit))
         return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "tools": rows}
 
-    @api.get("/logs", summary="Observability: the most recent requests, newest first")
+    @api.get("/logs", summary="Observability: the most recent requests, newest first",
+             operation_id="agent_logs", response_model=None,
+             responses={200: doc.ok(doc.Logs, "agent_logs"), **doc.READ_ERRORS})
     async def logs(agent_id: Owner, limit: Limit = 50) -> dict[str, Any]:
         return {"agent_id": agent_id, "logs": await view(lambda q: q.logs(agent_id, limit))}
 
-    @api.get("/performance", summary="Speed insights: percentiles, histogram, hourly trend, change")
+    @api.get("/performance", summary="Speed insights: percentiles, histogram, hourly trend, change",
+             operation_id="agent_performance", response_model=None,
+             responses={200: doc.ok(doc.Performance, "agent_performance", ranged=True), **doc.READ_ERRORS})
     async def performance(agent_id: Owner, window: Window = "24h") -> dict[str, Any]:
         result: dict[str, Any] = await view(lambda q: q.performance(agent_id, window))
         return {"agent_id": agent_id, **result}
 
-    @api.get("/revenue", summary="Revenue per day/week/month, by tool, per customer")
+    @api.get("/revenue", summary="Revenue per day/week/month, by tool, per customer",
+             operation_id="agent_revenue", response_model=None,
+             responses={200: doc.ok(doc.Revenue, "agent_revenue", ranged=True), **doc.RANGE_ERRORS})
     async def revenue(agent_id: Owner, period: Period = "day", days: Days = 30, limit: Limit = 100,
                       start: From = None, end: To = None
                       ) -> dict[str, Any]:
@@ -191,7 +219,9 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
         result: dict[str, Any] = await view(lambda q: q.revenue(agent_id, rng, period, limit))
         return {"agent_id": agent_id, **result}
 
-    @api.get("/usage", summary="Billing usage of the agent's app: units and cost per period/module/model")
+    @api.get("/usage", summary="Billing usage of the agent's app: units and cost per period/module/model",
+             operation_id="agent_usage", response_model=None,
+             responses={200: doc.ok(doc.Usage, "agent_usage", ranged=True), **doc.RANGE_ERRORS})
     async def usage(agent_id: Owner, period: Period = "day", days: Days = 30, month: Month = None,
                     start: From = None, end: To = None
                     ) -> dict[str, Any]:
@@ -201,15 +231,14 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
                 "total_units": sum(r["units"] for r in rows), "total_cost": sum(r["cost"] for r in rows)}
 
     @api.get("/usage.csv", summary="Billing usage as CSV (one customer app, one period)",
-             response_class=Response)
+             operation_id="agent_usage_csv", response_class=Response, responses={200: doc.CSV_OK, **doc.RANGE_ERRORS})
     async def usage_csv(agent_id: Owner, period: Period = "day", days: Days = 30, month: Month = None,
                         start: From = None, end: To = None) -> Response:
         rng = _range(days, start, end, month)
         rows = await view(lambda q: q.usage(agent_id, rng, period))
         name = f"usage-{agent_id}-{month or rng.start.date().isoformat()}.csv"
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return Response(usage_to_csv(rows), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+                        headers={"Content-Disposition": _attachment(name)})
 
     @page.get("/dashboard/static/{name}")
     async def static_file(name: str) -> FileResponse:
@@ -226,11 +255,12 @@ def create_dashboard_router(client_factory: Callable[[], Client], authorize: Aut
     router.include_router(api)
     router.include_router(page)
     if sql_client_factory is not None and authorize_operator is not None:
-        sql_router = APIRouter(tags=["dashboard"])
+        sql_router = APIRouter(tags=["dashboard"], dependencies=[Security(doc.BEARER)])
         check_operator = authorize_operator
         sql_factory = sql_client_factory
 
-        @sql_router.post("/v1/sql", summary="Operator: run one read-only SQL statement")
+        @sql_router.post("/v1/sql", summary="Operator: run one read-only SQL statement", operation_id="sql",
+                         response_model=None, responses={200: {"model": doc.SqlResult}, **doc.SQL_ERRORS})
         async def sql(request: Request, body: SqlRequest) -> dict[str, Any]:
             outcome = check_operator(request)
             if inspect.isawaitable(outcome):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from gateway.deps import authenticate_agent, get_runtime
 from gateway.errors import Forbidden, GatewayError, IngestRefused, RateLimited
 from gateway.ingest import build_records, decode_body, parse_batch
-from gateway.routers.openapi import INGEST_RESPONSES, ingest_request_body
+from gateway.routers.openapi import INGEST_RESPONSES, ingest_openapi_extra
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
     description="Accepted entries are in Kafka when 202 is returned; invalid entries are listed in "
                 "`rejected` by index. Authenticate with `Authorization: Bearer <API key>`; the agent "
                 "is the key's owner. `Content-Encoding: gzip` is accepted.",
-    responses=INGEST_RESPONSES, openapi_extra={"requestBody": ingest_request_body()},
+    responses=INGEST_RESPONSES, openapi_extra=ingest_openapi_extra(),
 )
 async def ingest(request: Request) -> Response:
     runtime = get_runtime(request)
@@ -74,7 +74,8 @@ async def ingest(request: Request) -> Response:
         metrics.sdk_pings.inc(parsed.pings)
     metrics.entries.labels("accepted", "").inc(len(parsed.entries))
     metrics.requests.labels("202").inc()
-    return _json(202, {"status": "accepted", "entries": parsed.accepted, "rejected": parsed.rejected})
+    return _json(202, {"status": "accepted", "agent_id": identity.agent_id, "entries": parsed.accepted,
+                       "rejected": parsed.rejected})
 
 
 class _NoValidEntries(Exception):

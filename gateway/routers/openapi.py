@@ -1,4 +1,8 @@
-"""OpenAPI fragments for ``POST /v1/ingest``: the body schema (from the msgspec models) and examples."""
+"""OpenAPI fragments for ``POST /v1/ingest``: the body and answer schemas, examples, and the bearer scheme.
+
+The answers' schemas are what the stateful fuzz test (``tests/integration/gateway/test_fuzz.py``) checks
+every answer against; the ``agent_id`` of a 202 is what the read API's ``/v1/agents/{agent_id}/...`` takes.
+"""
 
 from __future__ import annotations
 
@@ -57,15 +61,35 @@ def ingest_request_body() -> dict[str, Any]:
     }
 
 
+#: ``Authorization: Bearer <token>`` as the document declares it (``gateway.deps`` reads the token; the
+#: read API declares the same scheme through FastAPI's ``HTTPBearer``).
+BEARER_SCHEME: dict[str, Any] = {"type": "http", "scheme": "bearer",
+                                 "description": "an agent's API key (its own data) or the operator token (any agent)"}
+
+_REJECTED: dict[str, Any] = {"type": "array", "items": {
+    "type": "object", "required": ["index", "error"], "additionalProperties": False,
+    "properties": {"index": {"type": "integer", "minimum": 0}, "error": {"type": "string"}}}}
+_ERROR: dict[str, Any] = {
+    "type": "object", "required": ["error", "detail"], "additionalProperties": False,
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"},
+                   "rejected": {**_REJECTED, "description": "no_valid_entries only: why each entry was refused"}}}
+_ACCEPTED: dict[str, Any] = {
+    "type": "object", "required": ["status", "agent_id", "entries", "rejected"], "additionalProperties": False,
+    "properties": {"status": {"const": "accepted"},
+                   "agent_id": {"type": "string", "description": "the key's agent: /v1/agents/{agent_id} reads it"},
+                   "entries": {"type": "integer", "minimum": 0, "description": "entries accepted"},
+                   "rejected": _REJECTED}}
+
+
 def _error(description: str, code: str, detail: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {
-        "example": {"error": code, "detail": detail}}}}
+        "schema": _ERROR, "example": {"error": code, "detail": detail}}}}
 
 
 INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "Accepted: Kafka acknowledged every valid entry; invalid ones are listed",
-          "content": {"application/json": {"example": {
-              "status": "accepted", "entries": 49,
+          "content": {"application/json": {"schema": _ACCEPTED, "example": {
+              "status": "accepted", "agent_id": "agent-1", "entries": 49,
               "rejected": [{"index": 7, "error": "Expected `int`, got `str` - at `$.status_code`"}]}}}},
     400: _error("Malformed JSON, no entries, or no valid entry", "invalid_json", "malformed JSON: ..."),
     401: _error("Missing or unknown API key", "unknown_key", "unknown API key"),
@@ -79,4 +103,35 @@ INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "Kafka did not acknowledge in time; retry later"),
 }
 
-__all__ = ["EXAMPLE_ENTRY", "INGEST_RESPONSES", "ingest_request_body"]
+_READ_PREFIX = "/v1/agents/{agent_id}/"
+
+
+def ingest_openapi_extra() -> dict[str, Any]:
+    """The parts of ingest's operation FastAPI cannot derive: its body and its bearer authentication.
+
+    Declared here rather than with a ``Security`` dependency, which would run on every ingest call.
+    """
+    return {"requestBody": ingest_request_body(), "security": [{"bearer": []}]}
+
+
+def complete_document(document: dict[str, Any]) -> dict[str, Any]:
+    """Add to the assembled app's document the bearer scheme, and links from ingest's 202 to the agent's
+    read views when the app serves them.
+
+    The gateway serves the read API only with ClickHouse configured, so the links are added to the
+    assembled app's document, never pointing at an operation that is not there.
+    """
+    document.setdefault("components", {}).setdefault("securitySchemes", {}).setdefault("bearer", BEARER_SCHEME)
+    links = {
+        op["operationId"]: {"operationId": op["operationId"], "parameters": {"agent_id": "$response.body#/agent_id"}}
+        for path, item in document.get("paths", {}).items() if path.startswith(_READ_PREFIX)
+        for method, op in item.items() if method == "get" and "operationId" in op
+    }
+    accepted = document.get("paths", {}).get("/v1/ingest", {}).get("post", {}).get("responses", {}).get("202")
+    if links and accepted is not None:
+        accepted["links"] = links
+    return document
+
+
+__all__ = ["BEARER_SCHEME", "EXAMPLE_ENTRY", "INGEST_RESPONSES", "complete_document", "ingest_openapi_extra",
+           "ingest_request_body"]
