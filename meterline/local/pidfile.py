@@ -5,7 +5,8 @@ Kafka or Mosquitto still be running from an earlier ``meterline up`` (a kernel w
 ``PR_SET_PDEATHSIG``, a process started before that protection), its port blocks the next start.
 Each service writes ``<data dir>/<name>.pid``; the next start stops the process it names, but only
 after ``/proc/<pid>/cmdline`` shows it is our service on *this* data directory (a recycled pid
-is left alone).
+is left alone), and only if the process that started it is gone (a second ``meterline up`` on the
+same home must not take the first one's broker).
 """
 
 from __future__ import annotations
@@ -24,23 +25,33 @@ log = logging.getLogger(__name__)
 
 
 def write(path: Path, pid: int) -> None:
+    """Record ``pid`` and its owner (this process): ``<pid> <owner pid>``."""
     tmp = path.with_suffix(".pid.tmp")
-    tmp.write_text(f"{pid}\n")
+    tmp.write_text(f"{pid} {os.getpid()}\n")
     tmp.replace(path)
 
 
 def remove(path: Path, pid: int) -> None:
     """Delete ``path`` if it still names ``pid`` (a newer start may have replaced it)."""
-    if _read(path) == pid:
+    if _read(path)[0] == pid:
         path.unlink(missing_ok=True)
 
 
-def _read(path: Path) -> int | None:
+def _read(path: Path) -> tuple[int | None, int | None]:
+    """The pid and owner pid in ``path`` (None for what is missing)."""
     try:
-        text = path.read_text().strip()
+        fields = path.read_text().split()
     except OSError:
+        return None, None
+    numbers = [int(f) for f in fields[:2] if f.isdigit()]
+    return (numbers[0] if numbers else None), (numbers[1] if len(numbers) > 1 else None)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
         return None
-    return int(text) if text.isdigit() else None
 
 
 def command_line(pid: int) -> list[str] | None:
@@ -67,7 +78,7 @@ def stop_leftover(path: Path, argument: str, what: str, timeout: float = 15.0) -
     (its configuration file). The process gets SIGTERM (a clean shutdown keeps the broker's data
     tidy), then SIGKILL after ``timeout`` seconds.
     """
-    pid = _read(path)
+    pid, owner = _read(path)
     if pid is None or pid == os.getpid():
         path.unlink(missing_ok=True)
         return None
@@ -75,6 +86,9 @@ def stop_leftover(path: Path, argument: str, what: str, timeout: float = 15.0) -
     if args is None or argument not in args:
         path.unlink(missing_ok=True)
         return None
+    if owner is not None and _parent(pid) == owner:  # not a leftover: its owner still runs
+        raise ConfigError(f"{what} on {path.parent} belongs to a running process (pid {owner}, "
+                          f"another `meterline up`?); stop that one first or use another METERLINE_HOME")
     log.warning("stopping the %s an earlier run left running (pid %d, %s)", what, pid, path.parent)
     try:
         os.kill(pid, signal.SIGTERM)

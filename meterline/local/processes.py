@@ -20,7 +20,6 @@ import queue
 import signal
 import subprocess
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -62,7 +61,7 @@ class _Spawner:
         self._requests: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._owner_pid: int | None = None
         self._prctl: Callable[..., int] | None = None
-        self.children: weakref.WeakSet[subprocess.Popen[bytes]] = weakref.WeakSet()
+        self.children: list[subprocess.Popen[bytes]] = []  # for ``kill_all``; exited ones pruned
 
     def run(self, fn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
         with self._lock:
@@ -73,10 +72,19 @@ class _Spawner:
                 self._owner_pid = os.getpid()
             requests = self._requests
         done: Future[subprocess.Popen[bytes]] = Future()
-        requests.put((fn, done))
-        proc = done.result()
-        self.children.add(proc)
-        return proc
+        requests.put((self._tracked(fn), done))
+        return done.result()
+
+    def _tracked(self, fn: Callable[[], subprocess.Popen[bytes]]) -> Callable[[], subprocess.Popen[bytes]]:
+        """``fn`` recording its child at once (the caller may be interrupted while it waits)."""
+
+        def run() -> subprocess.Popen[bytes]:
+            proc = fn()
+            with self._lock:
+                self.children = [p for p in self.children if p.returncode is None] + [proc]
+            return proc
+
+        return run
 
     def preexec(self) -> Callable[[], None]:
         if self._prctl is None:
@@ -142,7 +150,7 @@ def kill_all() -> list[int]:
     The last resort of a stop that ran out of time: a frozen (SIGSTOPped) broker ignores SIGTERM.
     """
     killed = []
-    for proc in list(_spawner.children):
+    for proc in list(_spawner.children):  # a copy: no lock here, this may run in a signal handler
         try:
             if proc.poll() is None:
                 proc.kill()

@@ -84,7 +84,7 @@ class StackHome:
         for name, path in (("kafka", self.path / "kafka" / "kafka.pid"),
                            ("mosquitto", self.path / "mosquitto" / "mosquitto.pid")):
             if path.exists():
-                pids[name] = int(path.read_text())
+                pids[name] = int(path.read_text().split()[0])  # "<pid> <owner pid>"
         return pids
 
     def remove(self) -> None:

@@ -140,7 +140,7 @@ def test_the_next_start_stops_the_service_an_earlier_run_left(kind: str, tmp_dir
             assert f"left running (pid {orphan}" in caplog.text
             assert not _alive(orphan)
             assert service.pid != orphan and service.running and _listening(ports[0])
-            assert (data_dir / f"{kind}.pid").read_text().strip() == str(service.pid)
+            assert (data_dir / f"{kind}.pid").read_text().split() == [str(service.pid), str(os.getpid())]
         finally:
             service.stop()
         assert not (data_dir / f"{kind}.pid").exists()
@@ -173,8 +173,22 @@ def test_a_pid_file_naming_another_process_is_left_alone(tmp_dir: Path) -> None:
     try:
         service.start()
         assert other.poll() is None
-        assert (data_dir / "mosquitto.pid").read_text().strip() == str(service.pid)
+        assert (data_dir / "mosquitto.pid").read_text().split()[0] == str(service.pid)
     finally:
         service.stop()
         other.kill()
         other.wait()
+
+
+def test_the_service_of_a_running_owner_is_not_taken_over(tmp_dir: Path) -> None:
+    """A second `meterline up` on the same home must not stop the first one's broker."""
+    ports = (free_port(), free_port())
+    host, pid = _host("mosquitto", tmp_dir / "m", ports, die_with_parent=True)
+    try:
+        with pytest.raises(ConfigError, match=f"belongs to a running process \\(pid {host.pid}"):
+            LocalMosquitto(tmp_dir / "m", port=ports[0], tls_port=ports[1]).start()
+        assert _alive(pid) and _listening(ports[0])
+    finally:
+        host.kill()
+        host.wait()
+        _kill(pid)
