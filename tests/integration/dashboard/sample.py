@@ -9,6 +9,7 @@ import hashlib
 import math
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -72,8 +73,8 @@ class Usage:
 
 
 def make_requests(agents: list[str], per_agent: int, seed: int = 7, now: datetime = NOW,
-                  quiet_ages: tuple[timedelta, timedelta] | None = None) -> list[Req]:
-    """Requests of each agent over 40 days; none with an age inside ``quiet_ages`` (a window edge)."""
+                  quiet_ages: Sequence[tuple[timedelta, timedelta]] = ()) -> list[Req]:
+    """Requests of each agent over 40 days; none with an age inside a band of ``quiet_ages`` (window edges)."""
     rnd = random.Random(seed)
     out: list[Req] = []
     for agent in agents:
@@ -84,8 +85,9 @@ def make_requests(agents: list[str], per_agent: int, seed: int = 7, now: datetim
             if i % 10 == 0:
                 age = timedelta(seconds=rnd.uniform(0, 3 * 3600))
             age = min(age, timedelta(days=40))
-            if quiet_ages and quiet_ages[0] <= age <= quiet_ages[1]:
-                age = quiet_ages[1] + (quiet_ages[1] - age)  # moved out of the quiet band
+            for low, high in quiet_ages:
+                if low <= age <= high:
+                    age = high + (high - age) + timedelta(seconds=1)  # moved out of the quiet band
             status = rnd.choices([200, 201, 400, 402, 404, 429, 500, 503], [70, 5, 4, 6, 4, 3, 5, 3])[0]
             ms = round(rnd.lognormvariate(4.2, 0.9), 3)
             tool = rnd.choice(TOOLS + [""])
