@@ -83,7 +83,11 @@ def stop_leftover(path: Path, argument: str, what: str, timeout: float = 15.0) -
         path.unlink(missing_ok=True)
         return None
     args = command_line(pid)
-    if args is None or argument not in args:
+    if args is None:  # gone, or exiting (its memory, and so its arguments, go before its sockets)
+        _wait_gone(pid, 5.0)
+        path.unlink(missing_ok=True)
+        return None
+    if argument not in args:
         path.unlink(missing_ok=True)
         return None
     if owner is not None and _parent(pid) == owner:  # not a leftover: its owner still runs
@@ -98,17 +102,21 @@ def stop_leftover(path: Path, argument: str, what: str, timeout: float = 15.0) -
     except PermissionError as exc:
         raise ConfigError(f"{what} (pid {pid}) from an earlier run on {path.parent} belongs to another "
                           f"user and cannot be stopped by us") from exc
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
+    if not _wait_gone(pid, timeout):
         log.warning("%s (pid %d) did not stop within %.0fs; killing it", what, pid, timeout)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 5.0
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_gone(pid, 5.0)
     path.unlink(missing_ok=True)
     return pid
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
