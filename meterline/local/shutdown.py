@@ -48,7 +48,6 @@ class BoundedStop:
         self.say = say
         #: Called (from whichever thread asked) when the stop begins, e.g. to stop a supervisor.
         self.on_request: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
         self._requested_at: float | None = None
 
     @property
@@ -68,13 +67,13 @@ class BoundedStop:
         raise KeyboardInterrupt
 
     def request(self, why: str) -> None:
-        """Start the clock. A repeated request (a second Ctrl-C) exits at once; it never returns."""
-        with self._lock:
-            repeated = self._requested_at is not None
-            if not repeated:
-                self._requested_at = time.monotonic()
-        if repeated:
+        """Start the clock. A repeated request (a second Ctrl-C) exits at once; it never returns.
+
+        Main thread only, like signal handlers (no lock: a handler may interrupt this very call).
+        """
+        if self._requested_at is not None:
             self.force(f"{why} again")
+        self._requested_at = time.monotonic()
         self.say(f"stopping ({why}); press Ctrl-C again to stop at once")
         self._start_watchdog()
         for callback in self.on_request:
@@ -82,10 +81,9 @@ class BoundedStop:
 
     def arm(self) -> None:
         """Start the clock unless it runs already (the final stop of the process is bounded too)."""
-        with self._lock:
-            if self._requested_at is not None:
-                return
-            self._requested_at = time.monotonic()
+        if self._requested_at is not None:
+            return
+        self._requested_at = time.monotonic()
         self._start_watchdog()
 
     def _start_watchdog(self) -> None:
@@ -101,9 +99,5 @@ class BoundedStop:
         killed = processes.kill_all()
         detail = f"killed {', '.join(f'pid {pid}' for pid in killed)}" if killed else "no child was running"
         self.say(f"{why}; {detail}; exiting")
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        # no flush of sys.stdout: the thread it may be stuck in holds its lock
         os._exit(FORCED_EXIT)

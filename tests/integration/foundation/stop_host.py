@@ -1,0 +1,45 @@
+"""A process that stops badly, for the bounded-stop tests: it hangs, or holds the GIL, once asked to stop.
+
+``python -m tests.integration.foundation.stop_host <hang|gil|signals> <log>``: starts a child
+(``sleep``) with ``processes.spawn``, prints ``child <pid>``, then:
+
+* ``hang``: requests the stop and sleeps (a worker that never finishes its flush);
+* ``gil``: requests the stop and runs a regular expression that holds the GIL for minutes
+  (a C call that does not return; the Python watchdog thread cannot run);
+* ``signals``: installs the signal handlers, prints ``ready`` and waits; after the first SIGINT it
+  prints ``stopping`` and hangs, so only a second signal ends it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+from meterline.local import processes
+from meterline.local.shutdown import BoundedStop
+
+DEADLINE_S = 4.0  # watchdog after 1 s, faulthandler after 3.5 s
+
+
+def main(scenario: str, log: Path) -> None:
+    child = processes.spawn(["sleep", "600"], log)
+    print(f"child {child.pid}", flush=True)
+    stop = BoundedStop(DEADLINE_S)
+    if scenario == "signals":
+        stop.install_signal_handlers()
+        try:
+            print("ready", flush=True)
+            time.sleep(600)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+        time.sleep(600)
+    stop.request("test")
+    if scenario == "gil":
+        re.match(r"(a+)+$", "a" * 64 + "b")
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
