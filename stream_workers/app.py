@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from meterline.clickhouse import get_client
+from meterline.paths import data_home
 from schemas.topics import TopicSpec, create_topics
 from stream_workers.processor import Processor
 from stream_workers.settings import WorkerSettings
@@ -112,6 +113,9 @@ def create_app(settings: WorkerSettings | None = None) -> faust.App:
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         autodiscover=False,
         store="memory://",
+        # Faust keeps table state in a data directory (default: "<app id>-data" in the working
+        # directory); we keep no Faust tables, but it is created anyway: put it under METERLINE_HOME.
+        datadir=str(data_home() / "faust"),
         topic_partitions=settings.partitions,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(0.1, settings.session_timeout_s / 4),
