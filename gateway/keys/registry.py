@@ -113,8 +113,16 @@ class KeyRegistry:
                 await self._task
             self._task = None
         if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            try:
+                await consumer.stop()
+            except asyncio.CancelledError:
+                # aiokafka's fetcher re-raises the cancellation of its own fetch task when it is
+                # stopped while the broker is unreachable; only a cancellation of ours may propagate.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                log.warning("key registry: consumer stopped while Kafka was unreachable")
 
     # --- state ------------------------------------------------------------------------------------
     def _apply_batch(self, batch: dict[TopicPartition, list[object]]) -> None:
