@@ -31,6 +31,7 @@ from aiokafka.errors import (
 
 from gateway.errors import KafkaUnavailable
 from gateway.metrics import GatewayMetrics
+from meterline import faults
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ class EventProducer:
 
     async def send(self, topic: str, key: bytes, values: Sequence[bytes]) -> None:
         """Publish ``values`` under ``key`` and wait for Kafka's acknowledgement of all of them."""
+        if faults.switch("producer.accept_before_ack"):  # negative control of the fault tests only
+            await self._fire_and_forget(topic, key, values)
+            return
         if self._started and self._resetting is None and self._sender_dead():
             self._reset("its sender stopped")
         if not self.available:
@@ -102,6 +106,13 @@ class EventProducer:
             if self._inflight == 0:
                 self._idle.set()
         self.metrics.produce_seconds.labels(topic).observe(time.perf_counter() - started)
+
+    async def _fire_and_forget(self, topic: str, key: bytes, values: Sequence[bytes]) -> None:
+        """What this class exists to avoid: enqueue, answer at once, drop whatever Kafka never takes."""
+        for value in values:
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                fut = await asyncio.wait_for(self._current().send(topic, value, key=key), self.timeout)
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _send(self, topic: str, key: bytes, values: Sequence[bytes], started: float) -> None:
         futures: list[asyncio.Future[Any]] = []

@@ -37,6 +37,8 @@ variable is set. Points and switches in use:
 * ``processor.no_pending_record``, ``sink.random_token``, ``processor.no_dedupe``,
   ``sink.drop_on_error`` — switches that remove a part of the exactly-once protocol, for negative
   controls;
+* ``producer.accept_before_ack`` — a switch: the gateway answers 202 once records are queued, before
+  Kafka acknowledged them (the negative control of the Kafka outage test);
 * ``bridge.after_produce`` — the MQTT bridge has Kafka's ack for a report, the PUBACK is not sent
   (``gateway.bridge.mqtt``).
 """

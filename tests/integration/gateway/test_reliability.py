@@ -21,72 +21,107 @@ import pytest
 from gmqtt import Client
 
 from gateway.keys.admin import create_key
-from gateway.main import create_app
-from gateway.runtime import GatewayRuntime
 from meterline import faults
 from meterline.local.kafka import LocalKafka
 from meterline.local.mosquitto import MqttEndpoint
+from meterline.local.ports import free_port
 from schemas.topics import Topics, create_topics
-from tests.integration.gateway.conftest import entry, eventually, make_settings, new_key, read_topic
+from tests.integration.gateway.conftest import entry, eventually, read_topic
 from tests.integration.workers.procs import fired
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("outage", ["stopped", "killed"])
+@pytest.mark.parametrize(("outage", "answer"), [("stopped", "after-ack"), ("killed", "after-ack"),
+                                               ("killed", "before-ack")])
 async def test_kafka_down_mid_load_loses_nothing_accepted(kafka_process: LocalKafka, mosquitto: MqttEndpoint,
-                                                          outage: str) -> None:
-    """HTTP clients retrying 503s, and MQTT reports published during the outage (bridge in-process).
+                                                          tmp_dir: Path, outage: str, answer: str) -> None:
+    """HTTP clients retrying 503s, and MQTT reports published during the outage (bridge in the gateway).
 
     The broker goes down (SIGTERM, or SIGKILL: no controlled shutdown, log recovery on restart) once the
-    gateway has acknowledged a first load, while clients keep sending."""
+    gateway has acknowledged a first load, while clients keep sending; the gateway process itself is
+    restarted before Kafka comes back (a deploy during an outage), so nothing it answered 202 may live
+    only in its memory. ``before-ack`` is the negative control: a gateway that answers 202 once records
+    are queued (``producer.accept_before_ack``) loses what it held when it stopped."""
+    protected = answer == "after-ack"
     topics = Topics(prefix=f"r{uuid.uuid4().hex[:8]}.", partitions=3)
     boot = kafka_process.bootstrap_servers
     await create_topics(boot, topics)
-    app = create_app(make_settings(
-        boot, topics, produce_timeout=1.5, retry_after=1, bridge=True,
-        mqtt_url=f"mqtt://{mosquitto.username}:{mosquitto.password}@{mosquitto.host}:{mosquitto.port}",
-        bridge_client_id=f"outage-{uuid.uuid4().hex[:8]}", bridge_share_group=f"g{uuid.uuid4().hex[:8]}"))
+    key, _ = await create_key(boot, topics.keys, "agent-k")
+    port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": boot, "METERLINE_TOPIC_PREFIX": topics.prefix,
+           "METERLINE_PARTITIONS": str(topics.partitions), "METERLINE_GATEWAY_PORT": str(port),
+           "METERLINE_GATEWAY_PRODUCE_TIMEOUT": "1.5", "METERLINE_GATEWAY_RETRY_AFTER": "1",
+           "METERLINE_GATEWAY_DRAIN_TIMEOUT": "1", "METERLINE_GATEWAY_CREATE_TOPICS": "false",
+           "METERLINE_GATEWAY_BRIDGE": "true",
+           "MQTT_URL": f"mqtt://{mosquitto.username}:{mosquitto.password}@{mosquitto.host}:{mosquitto.port}",
+           "METERLINE_BRIDGE_CLIENT_ID": f"outage-{uuid.uuid4().hex[:8]}",
+           "METERLINE_BRIDGE_SHARE_GROUP": f"g{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1"}
+    if not protected:
+        env["METERLINE_FAULTS"] = "producer.accept_before_ack=on"
     accepted: set[str] = set()
     refused_4xx: set[str] = set()
     unavailable: set[str] = set()
     statuses: list[int] = []
     stop_sending = asyncio.Event()
+    gateway_up = asyncio.Event()
+    inflight = [0]
     give_up = time.monotonic() + 60
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"},
+                             timeout=30)
 
-    async with app.router.lifespan_context(app):
-        runtime: GatewayRuntime = app.state.runtime
-        key = await new_key(runtime, "agent-k")
-        assert runtime.bridge is not None
-        await runtime.bridge.wait_connected(10)
+    async def start_gateway(log: Path) -> subprocess.Popen[bytes]:
+        proc = _gateway_process(env, log)
+        async def ready() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                resp = await http.get("/readyz")
+                return resp.status_code == 200 and resp.json().get("mqtt") is True
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            return False
+        deadline = time.monotonic() + 30
+        while not await ready():
+            assert time.monotonic() < deadline, "the gateway did not become ready"
+            await asyncio.sleep(0.1)
+        return proc
+
+    async def post(body: dict[str, object]) -> httpx.Response:
+        await gateway_up.wait()
+        inflight[0] += 1  # no await between the wait and this line: a stopping gateway sees it
+        try:
+            return await http.post("/v1/ingest", json=body)
+        finally:
+            inflight[0] -= 1
+
+    async def client(n: int) -> None:
+        batch_no = 0
+        while not stop_sending.is_set():
+            ids = [f"c{n}-b{batch_no}-e{i}" for i in range(10)]
+            body = {"entries": [entry(i) | {"request_id": i} for i in ids[:9]]
+                    + [entry(0) | {"request_id": ids[9], "status_code": "bad"}]}
+            while True:  # the SDK's behaviour: resend the same batch after Retry-After
+                resp = await post(body)
+                statuses.append(resp.status_code)
+                if resp.status_code == 202:
+                    assert [r["index"] for r in resp.json()["rejected"]] == [9]
+                    accepted.update(ids[:9])
+                    refused_4xx.add(ids[9])
+                    break
+                assert resp.status_code == 503, resp.text
+                assert resp.headers["retry-after"] == "1"
+                assert time.monotonic() < give_up, "the gateway did not recover after Kafka came back"
+                unavailable.update(ids[:9])
+                await asyncio.sleep(0.2)
+            batch_no += 1
+            await asyncio.sleep(0.01)
+
+    first = await start_gateway(tmp_dir / "gateway-1.log")
+    second: subprocess.Popen[bytes] | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        gateway_up.set()
         publisher = Client(f"pub-{uuid.uuid4().hex[:8]}")
         publisher.set_auth_credentials(mosquitto.username, mosquitto.password)
         await publisher.connect(mosquitto.host, mosquitto.port)
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
-                                 headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-        async def client(n: int) -> None:
-            batch_no = 0
-            while not stop_sending.is_set():
-                ids = [f"c{n}-b{batch_no}-e{i}" for i in range(10)]
-                body = {"entries": [entry(i) | {"request_id": i} for i in ids[:9]]
-                        + [entry(0) | {"request_id": ids[9], "status_code": "bad"}]}
-                while True:  # the SDK's behaviour: resend the same batch after Retry-After
-                    resp = await http.post("/v1/ingest", json=body)
-                    statuses.append(resp.status_code)
-                    if resp.status_code == 202:
-                        assert [r["index"] for r in resp.json()["rejected"]] == [9]
-                        accepted.update(ids[:9])
-                        refused_4xx.add(ids[9])
-                        break
-                    assert resp.status_code == 503, resp.text
-                    assert resp.headers["retry-after"] == "1"
-                    assert time.monotonic() < give_up, "the gateway did not recover after Kafka came back"
-                    unavailable.update(ids[:9])
-                    await asyncio.sleep(0.2)
-                batch_no += 1
-                await asyncio.sleep(0.01)
-
         tasks = [asyncio.create_task(client(n)) for n in range(4)]
         await eventually(lambda: statuses.count(202) >= 40, 20)  # under load, with acks behind us
         await asyncio.to_thread(kafka_process.stop if outage == "stopped" else kafka_process.kill)
@@ -94,28 +129,58 @@ async def test_kafka_down_mid_load_loses_nothing_accepted(kafka_process: LocalKa
             publisher.publish("billing/report", msgspec.json.encode(
                 {"api_key": key, "module": "llm", "model": "m", "usage": 1, "report_id": f"outage-{i}"}), qos=1)
         down_at = len(statuses)
-        await eventually(lambda: statuses[down_at:].count(503) >= 4, 20)  # every client is refused now
+        if protected:
+            await eventually(lambda: statuses[down_at:].count(503) >= 4, 20)  # every client is refused now
+        else:  # the control answers 202 while nothing reaches Kafka
+            await eventually(lambda: statuses[down_at:].count(202) >= 20, 20)
         assert (await http.get("/readyz")).status_code == 503
+        gateway_up.clear()
+        await eventually(lambda: inflight[0] == 0, 20)
+        first.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal after its graceful shutdown: -SIGTERM is a clean exit
+        assert await asyncio.to_thread(first.wait, 30) in (0, -signal.SIGTERM)
         await asyncio.to_thread(kafka_process.start)
-        deadline = time.monotonic() + 30
-        while statuses[-20:].count(202) < 20 and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        second = await start_gateway(tmp_dir / "gateway-2.log")
+        gateway_up.set()
+        await eventually(lambda: statuses[-20:].count(202) == 20 and len(statuses) > down_at + 40, 30)
         stop_sending.set()
         await asyncio.gather(*tasks)
-        await http.aclose()
-        usage = await read_topic(boot, topics.usage, min_count=50, timeout=30)
+        if protected:
+            usage = await read_topic(boot, topics.usage, min_count=50, timeout=30)
         await publisher.disconnect()
-    assert {json.loads(m.value)["report_id"] for m in usage} == {f"outage-{i}" for i in range(50)}
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await http.aclose()
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
-    assert 503 in statuses and statuses.count(202) > 20
     msgs = await read_topic(boot, topics.requests, min_count=1, timeout=20, settle=1.0)
     stored = [e["request_id"] for m in msgs for e in json.loads(m.value)["entries"]]
+    if not protected:
+        lost = accepted - set(stored)
+        assert lost, "a gateway answering before Kafka's ack lost nothing: the scenario did not hit the window"
+        return
+    assert {json.loads(m.value)["report_id"] for m in usage} == {f"outage-{i}" for i in range(50)}
+    assert 503 in statuses and statuses.count(202) > 20
     assert accepted <= set(stored), f"{len(accepted - set(stored))} accepted entries missing"
     assert not refused_4xx & set(stored)
     # a 503 means "not confirmed": such a batch may have been written, and was resent until accepted
     assert set(stored) == accepted
     duplicates = {i for i, n in Counter(stored).items() if n > 1}
     assert duplicates <= unavailable  # only a batch answered 503 may have been written twice
+
+
+def _gateway_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "meterline.cli", "gateway"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    finally:
+        out.close()
 
 
 def _bridge_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
