@@ -108,6 +108,8 @@ class WorkerService(Service):
 def create_app(settings: WorkerSettings | None = None) -> faust.App:
     """The worker's Faust app; ``app.meterline_settings`` holds the settings it was built with."""
     settings = settings or WorkerSettings()
+    datadir = data_home() / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
@@ -115,7 +117,7 @@ def create_app(settings: WorkerSettings | None = None) -> faust.App:
         store="memory://",
         # Faust keeps table state in a data directory (default: "<app id>-data" in the working
         # directory); we keep no Faust tables, but it is created anyway: put it under METERLINE_HOME.
-        datadir=str(data_home() / "faust"),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(0.1, settings.session_timeout_s / 4),

@@ -93,7 +93,10 @@ def _spooled_ids(spool: Path) -> list[str]:
     """Request ids of the complete lines in the spool's segment files (``.tmp``, ``.seg``, ``.sending``)."""
     ids = []
     for path in spool.iterdir() if spool.is_dir() else ():
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # renamed (.tmp -> .seg) since the listing: the next poll reads it
+            continue
         ids += [orjson.loads(line)["request_id"] for line in data[:data.rfind(b"\n") + 1].splitlines() if line]
     return ids
 
