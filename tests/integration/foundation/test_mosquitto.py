@@ -12,6 +12,7 @@ from gmqtt import Client as MqttClient
 from gmqtt.mqtt.constants import MQTTv311
 
 from meterline.local.mosquitto import MqttEndpoint
+from tests.waiting import subscribed
 
 
 async def _connect(endpoint: MqttEndpoint, password: str, *, tls: bool) -> MqttClient:
@@ -28,8 +29,7 @@ async def test_publish_and_receive_over_tls_with_password(mosquitto: MqttEndpoin
     subscriber = await _connect(mosquitto, mosquitto.password, tls=True)
     subscriber.on_message = lambda client, topic, payload, qos, props: received.put_nowait(payload) or 0
     topic = f"test/{uuid.uuid4().hex}"
-    subscriber.subscribe(topic, qos=1)
-    await asyncio.sleep(0.3)
+    await subscribed(subscriber, topic)
     publisher = await _connect(mosquitto, mosquitto.password, tls=True)
     publisher.publish(topic, b'{"usage": 150}', qos=1)
     try:

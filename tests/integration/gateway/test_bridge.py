@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from gmqtt import Client
 
+from gateway.bridge.mqtt import PING
 from gateway.keys.admin import revoke_key
 from gateway.keys.format import hash_key
 from gateway.main import create_app
@@ -19,7 +20,8 @@ from gateway.runtime import GatewayRuntime
 from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint
 from schemas.events import dead_letter_decoder, usage_record_decoder
 from schemas.topics import Topics
-from tests.integration.gateway.conftest import eventually, make_settings, new_key, read_topic
+from tests.integration.gateway.conftest import make_settings, new_key, read_topic
+from tests.waiting import eventually, subscribed
 
 
 def mqtt_url(ep: MqttEndpoint) -> str:
@@ -37,8 +39,35 @@ async def start_bridged(kafka_bootstrap: str, topics: Topics, mosquitto: MqttEnd
         runtime: GatewayRuntime = app.state.runtime
         assert runtime.bridge is not None
         await runtime.bridge.wait_connected(10)
-        await asyncio.sleep(0.3)  # SUBACK
+        await bridge_subscribed(runtime, mosquitto)
         yield runtime
+
+
+async def bridge_subscribed(runtime: GatewayRuntime, ep: MqttEndpoint) -> None:
+    """Until the broker granted the bridge's subscriptions, shown by a ping the bridge counts.
+
+    ``connected`` is set when the bridge's SUBSCRIBE leaves, before its SUBACK: a report published in
+    between reaches no subscriber (a shared subscription queues nothing for a session that has not
+    made it yet). The bridge subscribes to every topic in one SUBSCRIBE, which Mosquitto handles as a
+    whole, so one ping delivered means the report topic is subscribed too.
+    """
+    def pings() -> float:
+        return runtime.metrics.registry.get_sample_value(
+            "meterline_bridge_mqtt_messages_total", {"topic": PING, "outcome": "ok"}) or 0.0
+
+    before = pings()
+    probe = await mqtt_client(ep)
+
+    def delivered() -> bool:
+        if pings() > before:
+            return True
+        probe.publish(PING, b'{"type": "ping"}', qos=0)  # lost until the subscription exists: sent again
+        return False
+
+    try:
+        await eventually(delivered, 20, "the bridge's subscriptions (a ping it receives)", interval=0.1)
+    finally:
+        await probe.disconnect()
 
 
 @pytest.fixture
@@ -101,8 +130,7 @@ async def test_keys_request_answered_with_hashes_only(bridged: GatewayRuntime, m
     received: list[tuple[str, bytes]] = []
     client = await mqtt_client(mosquitto, received)
     try:
-        client.subscribe("billing/keys/update", qos=1)
-        await asyncio.sleep(0.2)
+        await subscribed(client, "billing/keys/update")
         client.publish("billing/keys/request", b'{"timestamp": 1}', qos=1)
         await eventually(lambda: any(t == "billing/keys/update" for t, _ in received), 10)
         update = msgspec.json.decode(received[-1][1])
@@ -122,7 +150,7 @@ async def test_legacy_mode_announces_raw_keys_it_has_seen(kafka_bootstrap: str, 
         received: list[tuple[str, bytes]] = []
         client = await mqtt_client(mosquitto, received)
         try:
-            client.subscribe("billing/keys/update", qos=1)
+            await subscribed(client, "billing/keys/update")
             client.publish("billing/report", report(seen, report_id="legacy-1"), qos=1)
             await read_topic(kafka_bootstrap, runtime.topics.usage, min_count=1)
             client.publish("billing/keys/request", b"{}", qos=1)
@@ -146,8 +174,8 @@ async def test_bridge_resubscribes_after_a_broker_restart(kafka_bootstrap: str, 
         await asyncio.to_thread(mosquitto_process.stop)
         await asyncio.to_thread(mosquitto_process.start)
         assert runtime.bridge is not None
-        await eventually(lambda: runtime.bridge is not None and runtime.bridge.connected, 20)
-        await asyncio.sleep(0.5)  # SUBACK of the new subscription
+        await eventually(lambda: runtime.bridge is not None and runtime.bridge.connected, 20, "the bridge to reconnect")
+        await bridge_subscribed(runtime, ep)  # made again: Mosquitto restores no shared subscription
         client = await mqtt_client(ep)
         try:
             client.publish("billing/report", report(key, report_id="after"), qos=1)

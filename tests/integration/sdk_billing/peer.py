@@ -20,6 +20,7 @@ from gmqtt import Client as MqttClient
 from gmqtt.mqtt.constants import MQTTv311
 
 from meterline.local.mosquitto import MqttEndpoint
+from tests.waiting import subscribed
 
 
 def sha256(key: str) -> str:
@@ -66,9 +67,7 @@ class BillingPeer:
 
     async def start(self) -> BillingPeer:
         await self._client.connect(self.endpoint.host, self.endpoint.port, version=MQTTv311, keepalive=10)
-        for topic in ("billing/report", "billing/keys/request", "billing/heartbeat"):
-            self._client.subscribe(topic, qos=1)
-        await asyncio.sleep(0.2)  # SUBACKs
+        await subscribed(self._client, "billing/report", "billing/keys/request", "billing/heartbeat")
         return self
 
     async def stop(self) -> None:
