@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -87,10 +86,3 @@ def entry(i: int | str, **extra: Any) -> dict[str, Any]:
     return {"request_id": f"r-{i}", "method": "GET", "path": "/x", "status_code": 200, "response_ms": 1.5,
             **extra}
 
-
-async def eventually(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)

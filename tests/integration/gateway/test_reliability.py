@@ -26,8 +26,9 @@ from meterline.local.kafka import LocalKafka
 from meterline.local.mosquitto import MqttEndpoint
 from meterline.local.ports import free_port
 from schemas.topics import Topics, create_topics
-from tests.integration.gateway.conftest import entry, eventually, read_topic
+from tests.integration.gateway.conftest import entry, read_topic
 from tests.integration.workers.procs import fired
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -110,9 +111,9 @@ async def test_kafka_down_mid_load_loses_nothing_accepted(kafka_process: LocalKa
                 assert resp.headers["retry-after"] == "1"
                 assert time.monotonic() < give_up, "the gateway did not recover after Kafka came back"
                 unavailable.update(ids[:9])
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # the client's retry delay (shorter than Retry-After), not a wait
             batch_no += 1
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # paces the load
 
     first = await start_gateway(tmp_dir / "gateway-1.log")
     second: subprocess.Popen[bytes] | None = None
@@ -222,13 +223,18 @@ async def test_bridge_sigkilled_mid_stream_loses_no_report(kafka_bootstrap: str,
         for i in range(total):
             publisher.publish("billing/report", report(i), qos=1)
             if i == total // 3:
+                # The kill moment, on purpose not a condition: a third of the stream published and a
+                # moment for the bridge to take some of it in hand (the exact window between Kafka's ack
+                # and the PUBACK is test_bridge_killed_after_the_kafka_ack_before_the_puback).
                 await asyncio.sleep(0.05)
                 bridge.send_signal(signal.SIGKILL)
                 bridge.wait()
             # the broker allows ~100 unacknowledged publishes per client: pace on our QoS 1 window
             while len(publisher._persistent_storage.get_all()) >= 50:
                 await asyncio.sleep(0.005)
-        await asyncio.sleep(0.5)  # reports now queue in the bridge's persistent session
+        # Once the broker acknowledged every report, those the dead bridge did not take wait in its
+        # persistent session (gmqtt keeps each QoS 1 publish until its PUBACK).
+        await asyncio.wait_for(publisher._persistent_storage.wait_empty(), 30)
         before_restart = await read_topic(kafka_bootstrap, topics.usage, min_count=total + probes, timeout=2)
         assert len(before_restart) < total, "the kill came too late to test anything"
         bridge = _bridge_process(env, log)

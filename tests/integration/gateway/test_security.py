@@ -14,7 +14,8 @@ from gateway.keys.format import hash_key
 from gateway.main import create_app
 from gateway.runtime import GatewayRuntime
 from schemas.topics import Topics
-from tests.integration.gateway.conftest import entry, eventually, make_settings, new_key, read_topic
+from tests.integration.gateway.conftest import entry, make_settings, new_key, read_topic
+from tests.waiting import eventually
 
 
 async def test_hostile_requests_get_clear_errors_and_nothing_reaches_kafka(
