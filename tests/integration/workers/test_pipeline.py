@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ from stream_workers.processor import Processor
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import ClickHouseSink
 from tests.integration.workers.workload import committed_total, produce, request_traffic, usage_traffic
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,13 +86,15 @@ async def running(kafka_bootstrap: str, topics: Topics, clickhouse_dsn: str) -> 
         await sink.close()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "the condition") -> None:
+    await eventually(predicate, timeout, what, interval=0.2)  # each look may be a query or a Kafka call
+
+
+async def committed_all(bootstrap: str, group: str, topics: Topics, topic: str) -> bool:
+    """Has ``group`` committed the end of ``topic``? The sink writes a batch before committing it, so
+    from then on nothing of the topic is still to be written (no late duplicate either)."""
+    done, end = await committed_total(bootstrap, group, topic, topics.partitions)
+    return end > 0 and done >= end
 
 
 async def read_dead_letters(bootstrap: str, topic: str, want: int) -> list[Any]:
@@ -157,8 +160,9 @@ async def test_clickhouse_outage_pauses_consumption_and_loses_nothing(
     await wait_for(lambda: running.flaky.failures >= 2)
     running.flaky.after_write = False
     lags = []
-    for _ in range(3):
-        await asyncio.sleep(1.0)
+    for _ in range(3):  # across three more failed inserts: the sink's own retries time the outage
+        failures = running.flaky.failures
+        await wait_for(lambda seen=failures: running.flaky.failures > seen, what="another failed insert")
         done, end = await committed_total(kafka_bootstrap, group, topics.requests, topics.partitions)
         lags.append(end - done)
         assert running.processor.consumer.paused()  # consumption is paused ...
@@ -171,7 +175,8 @@ async def test_clickhouse_outage_pauses_consumption_and_loses_nothing(
     total = exp1.distinct + exp2.distinct
     await wait_for(lambda: running.count("SELECT count() FROM request_logs") == total, timeout=60)
     assert not running.processor.consumer.paused()
-    await asyncio.sleep(1.0)
+    await wait_for(lambda: committed_all(kafka_bootstrap, group, topics, topics.requests),
+                   what="every offset committed")
     assert running.count("SELECT uniqExact(agent_id, request_id) FROM request_logs") == total
     assert running.count("SELECT count() FROM request_logs") == total
     assert running.count("SELECT sum(requests) FROM agent_minute") == total
@@ -185,7 +190,8 @@ async def test_usage_reports_are_priced_and_counted_once(
     await asyncio.to_thread(asyncio.run, produce(kafka_bootstrap, topics.usage, records))
     reports = sum(n for n, _ in expected.values())
     await wait_for(lambda: running.count("SELECT count() FROM usage_events") == reports)
-    await asyncio.sleep(0.5)
+    await wait_for(lambda: committed_all(kafka_bootstrap, running.processor.group_id, topics, topics.usage),
+                   what="every usage offset committed")
     got = {(a, m, mo): (n, u, c) for a, m, mo, n, u, c in running.sink.query(
         "SELECT app_id, module, model, sum(reports), sum(units), sum(cost) FROM usage_minute "
         "GROUP BY app_id, module, model")}
@@ -262,7 +268,9 @@ async def test_batch_written_but_never_committed_is_reformed_under_its_token(
     proc_b, sink_b, prod_b = await _processor(settings.model_copy(update={"sink_batch_size": 300}), second)
     try:
         await wait_for(lambda: sink_b.query("SELECT count() FROM request_logs")[0][0] == expected.distinct)
-        await asyncio.sleep(0.5)
+        # ... and every batch of B written: a re-formed batch adds no row, it may come after the count
+        await wait_for(lambda: committed_all(kafka_bootstrap, proc_b.group_id, topics, topics.requests),
+                       what="B committed every offset")
         assert set(first.tokens) <= set(second.tokens)
         assert sink_b.query("SELECT count(), uniqExact(agent_id, request_id) FROM request_logs")[0] == (
             expected.distinct, expected.distinct)
