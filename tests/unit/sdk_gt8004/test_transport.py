@@ -16,6 +16,8 @@ import orjson
 import pytest
 from gt8004 import GT8004Logger, RequestLogEntry
 
+from tests.waiting import eventually
+
 FAST = {"retry_delays": (0.0, 0.01, 0.02), "breaker_cooldown": 0.2}
 
 
@@ -26,6 +28,7 @@ class FakeIngest:
         self.status = status
         self.lock = threading.Lock()
         self.requests: list[dict[str, object]] = []
+        self.times: list[float] = []  # time.monotonic() of each request, as it arrived
         self.accepted: list[str] = []
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -36,6 +39,7 @@ class FakeIngest:
         status = self.status(body) if callable(self.status) else self.status
         with self.lock:
             self.requests.append(body)
+            self.times.append(time.monotonic())
             if status == 202:
                 self.accepted.extend(e["request_id"] for e in body["entries"])  # type: ignore[attr-defined]
         n = len(body["entries"])
@@ -53,10 +57,7 @@ def entry(i: int, pad: int = 0) -> RequestLogEntry:
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+    await eventually(cond, timeout, "the transport's state", interval=0.01)
 
 
 async def test_batches_on_count_age_and_bytes() -> None:
@@ -112,12 +113,12 @@ async def test_breaker_opens_after_three_failed_flushes_then_probes() -> None:
         await logger.log(entry(i))
     await wait_for(lambda: logger.stats().breaker_state == "open")
     assert len(ingest.requests) == 12  # 3 flushes x 4 attempts, then silence while open
-    assert await logger.flush(timeout=1.0) is False
-    await asyncio.sleep(0.05)
-    assert len(ingest.requests) == 12
+    assert await logger.flush(timeout=1.0) is False  # answered at once: nothing may be sent now
     ingest.status = 202
     await wait_for(lambda: len(ingest.accepted) == 2)  # the half-open probe succeeds
     assert logger.stats().breaker_state == "closed"
+    # silence while open, the flush included: the next request came a whole cooldown after the 12th
+    assert ingest.times[12] - ingest.times[11] >= FAST["breaker_cooldown"]
     await logger.close()
 
 
@@ -166,7 +167,8 @@ async def test_unauthorized_stops_sending_and_reports() -> None:
     for i in range(2, 8):
         await logger.log(entry(i))
     assert await logger.flush(timeout=1.0) is False
-    await asyncio.sleep(0.05)
+    # woken again (three full batches, two flushes) and each time it answered without sending
+    assert await logger.flush(timeout=1.0) is False
     assert len(ingest.requests) == 1  # no spinning on a refused key
     await logger.close(timeout=0.1)
 

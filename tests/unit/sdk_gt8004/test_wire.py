@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from gt8004 import GT8004Logger
 from gt8004._config import TransportConfig
 from gt8004._transport import Transport
 from gt8004._wire import WireClient, WireError, proxy_for
 
 from meterline.local.mosquitto import make_certificates
+from tests.waiting import wait_until
 
 OK = b'HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"entries": 3 }\n'
 
@@ -28,6 +31,7 @@ class Scripted:
         self.tls = tls
         self.requests: list[bytes] = []
         self.connections = 0
+        self.closed = 0  # connections this server has closed
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"{'https' if tls else 'http'}://{'localhost' if tls else '127.0.0.1'}:{self.port}/v1/ingest?x=1"
@@ -50,6 +54,12 @@ class Scripted:
             threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
 
     def _conn(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            self.closed += 1
+
+    def _answer(self, conn: socket.socket) -> None:
         buf = b""
         with conn:
             while True:
@@ -122,7 +132,7 @@ def test_a_connection_closed_by_the_server_is_replaced(stale_after: float, monke
     server = Scripted([OK, "close", OK])  # the server drops the kept-alive connection while idle
     client = WireClient(server.url, timeout=2.0)
     assert client.post(b"{}", {}).status == 202
-    time.sleep(0.05)
+    wait_until(lambda: server.closed == 1, 5, "the server to close the kept-alive connection")
     assert client.post(b"{}", {}).status == 202
     server.close()
     assert server.connections == 2 and len(server.requests) == 2
@@ -197,16 +207,29 @@ def test_https_verifies_the_server_certificate(tmp_path: Path) -> None:
     assert server.connections == 2 and len(server.requests) == 2
 
 
+def idle_in_its_wait(logger: GT8004Logger) -> bool:
+    """Is the transport's worker thread parked in its event loop's selector, its client made?
+
+    Nothing else puts it there: after ``_client_ready`` the worker only awaits its wake-up event
+    (one entry logged sends no wake-up) or sends, and a send blocks in a socket, not in the selector.
+    The SDK exposes no such state, so the test looks at the thread's current frame.
+    """
+    transport = logger.transport
+    thread, ready = transport._thread, transport._client_ready
+    if thread is None or thread.ident is None or ready is None or not ready.is_set():
+        return False
+    frame = sys._current_frames().get(thread.ident)
+    return frame is not None and frame.f_code.co_filename.endswith("selectors.py")
+
+
 async def test_ping_and_close_reach_a_worker_blocked_in_its_idle_wait() -> None:
     """The worker blocks on a threading.Event between batches; verify_connection (run on the
     worker's loop) and close must still get through promptly, over the real wire client."""
-    from gt8004 import GT8004Logger
-
     server = Scripted([OK])
     logger = GT8004Logger("a", "k", server.url, flush_interval=60.0)
     assert await logger.log({"request_id": "r1", "method": "GET", "path": "/", "status_code": 200,
                              "response_ms": 1.0})
-    time.sleep(0.1)  # the worker is now waiting out the 60 s age limit
+    wait_until(lambda: idle_in_its_wait(logger), 5, "the worker to wait out the 60 s age limit")
     started = time.monotonic()
     assert await logger.verify_connection(timeout=5.0)
     assert await logger.verify_connection(timeout=5.0)
