@@ -216,7 +216,7 @@ class IngestLoad:
                                      "response_ms": 1.0, "customer_id": "load"} for i in ids]}
                 self._send_until_accepted(http, body, ids)
                 number += 1
-                time.sleep(self.pause)
+                time.sleep(self.pause)  # paces the load
 
     def _send_until_accepted(self, http: httpx.Client, body: dict[str, Any], ids: list[str]) -> None:
         deadline: float | None = None

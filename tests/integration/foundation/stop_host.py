@@ -31,14 +31,14 @@ def main(scenario: str, log: Path) -> None:
         stop.install_signal_handlers()
         try:
             print("ready", flush=True)
-            time.sleep(600)
+            time.sleep(600)  # waits for the test's first signal
         except KeyboardInterrupt:
             print("stopping", flush=True)
-        time.sleep(600)
+        time.sleep(600)  # hangs: only the second signal may end it
     stop.request("test")
     if scenario == "gil":
         re.match(r"(a+)+$", "a" * 64 + "b")
-    time.sleep(600)
+    time.sleep(600)  # a stop that never finishes: the bounded stop must end the process
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from billing_sdk import BillingClient, UsageData
 
 from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint
 from meterline.local.ports import free_port
+from tests.waiting import eventually
 
 from .peer import BillingPeer
 
@@ -126,8 +127,7 @@ async def test_queue_bound_during_an_outage_counts_drops(mosquitto_process: Loca
     client = _client(endpoint, queue_size=5, on_drop=drops.append)
     await client.connect()
     await asyncio.to_thread(mosquitto_process.stop)
-    while client.is_connected():
-        await asyncio.sleep(0.02)
+    await eventually(lambda: not client.is_connected(), 10, "the client to lose the stopped broker", interval=0.02)
     for seq in range(8):
         await client.report_usage(UsageData(api_key="k", module="llm", model="m", usage=1, metadata={"seq": seq}))
     assert drops == [1, 2, 3] and client.stats().dropped == 3 and client.stats().pending == 5
@@ -149,7 +149,7 @@ _CHILD = textwrap.dedent("""
             await client.report_usage(UsageData(api_key="k", module="asr", model="whisper", usage=seq,
                                                 metadata={"seq": seq}))
         print("queued", flush=True)
-        await asyncio.sleep(60)
+        await asyncio.sleep(60)  # alive with its spool, until the test kills it
 
     asyncio.run(main())
 """)

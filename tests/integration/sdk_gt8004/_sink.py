@@ -102,7 +102,7 @@ class Sink:
         if self.mode == "hang":
             with self.lock:
                 self.hung += 1
-            while self.mode == "hang":
+            while self.mode == "hang":  # a server that hangs on purpose, until the test changes the mode
                 await asyncio.sleep(0.05)
         if self.mode == "fail":
             extra = [(b"retry-after", self.retry_after.encode())] if self.retry_after else []

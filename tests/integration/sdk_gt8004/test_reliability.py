@@ -21,6 +21,8 @@ from fastapi import FastAPI
 from gt8004 import GT8004Logger, RequestLogEntry
 from gt8004.middleware.fastapi import GT8004Middleware
 
+from tests.waiting import eventually
+
 from ._sink import Sink, serve_app
 
 QUICK = {"retry_delays": (0.05, 0.1, 0.2), "breaker_cooldown": 0.2, "timeout": 2.0}
@@ -40,8 +42,10 @@ async def test_endpoint_down_then_back_delivers_every_entry_exactly_once(sink: S
     for i, rid in enumerate(ids):
         assert await logger.log(entry(rid))
         if i % 50 == 0:
-            await asyncio.sleep(0.2)  # ~1.2 s of outage while logging goes on
-    assert logger.stats().delivered == 0 and logger.stats().failed_flushes >= 1
+            await asyncio.sleep(0.2)  # a duration on purpose: ~1.2 s of outage while logging goes on
+    # the outage lasts, however slow the machine, until the SDK has seen a flush fail
+    await eventually(lambda: logger.stats().failed_flushes >= 1, 15, "a failed flush during the outage")
+    assert logger.stats().delivered == 0
     sink.start()
     await asyncio.to_thread(sink.wait_for, 300, 15.0)
     assert await logger.flush()

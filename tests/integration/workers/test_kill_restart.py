@@ -86,6 +86,8 @@ def test_sigkill_at_random_moments_keeps_totals_exact(kafka_bootstrap: str, topi
         while (asyncio.run(committed_total(kafka_bootstrap, group, topics.requests, topics.partitions))[0] == before
                and time.monotonic() < deadline):
             time.sleep(0.1)
+        # A random kill moment on purpose (seeded): somewhere in the wave's work, wherever that falls.
+        # It complements test_crash_windows.py, which kills exactly inside each crash window.
         time.sleep(rng.uniform(0.0, 0.6))
         worker.kill()
         worker.start()
