@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.keys.admin import create_key  # noqa: E402
+from meterline.kafka_admin import create_topics  # noqa: E402
 from meterline.local.kafka import LocalKafka  # noqa: E402
 from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint  # noqa: E402
 from meterline.local.ports import free_port  # noqa: E402
-from schemas.topics import Topics, create_topics  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
 
 
 async def connect(ep: MqttEndpoint, name: str, on_message: Any = None) -> Client:

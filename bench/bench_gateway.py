@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.ingest import build_records, parse_batch  # noqa: E402
 from gateway.keys.admin import create_key  # noqa: E402
+from meterline.kafka_admin import create_topics  # noqa: E402
 from meterline.local.kafka import LocalKafka  # noqa: E402
 from meterline.local.ports import free_port  # noqa: E402
-from schemas.topics import Topics, create_topics  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
 
 ENTRIES = 50
 

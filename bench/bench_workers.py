@@ -31,10 +31,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meterline.clickhouse import INSERT_SETTINGS, get_client  # noqa: E402
+from meterline.kafka_admin import create_topics  # noqa: E402
 from meterline.local.kafka import LocalKafka  # noqa: E402
 from meterline.local.ports import free_port  # noqa: E402
 from meterline.migrations import apply_migrations  # noqa: E402
-from schemas.topics import Topics, create_topics  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
 from stream_workers.batch import OpenBatch  # noqa: E402
 from stream_workers.dedupe import WindowDeduper  # noqa: E402
 from stream_workers.processor import Processor  # noqa: E402

@@ -16,7 +16,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.producer import EventProducer
 from gateway.ratelimit import TokenBuckets
 from gateway.settings import GatewaySettings
-from schemas.topics import create_topics
+from meterline.kafka_admin import create_topics
 
 if TYPE_CHECKING:
     from gateway.bridge.mqtt import MqttBridge

@@ -31,7 +31,7 @@ class GatewaySettings(BaseSettings):
     #: KAFKA_BOOTSTRAP_SERVERS — the Kafka cluster (default: the local broker of `meterline infra`).
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS",
                                                                                    "kafka_bootstrap_servers"))
-    #: METERLINE_TOPIC_PREFIX — prefix of every topic name (same as ``Topics.from_env``).
+    #: METERLINE_TOPIC_PREFIX — prefix of every topic name (the same variable as the other services read).
     topic_prefix: str = Field(default="meterline.", validation_alias=_env("METERLINE_TOPIC_PREFIX", "topic_prefix"))
     #: METERLINE_PARTITIONS — partitions of the data topics when the gateway creates them.
     partitions: int = Field(default=6, ge=1, validation_alias=_env("METERLINE_PARTITIONS", "partitions"))

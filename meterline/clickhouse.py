@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from clickhouse_connect.driver.client import Client
 
 from meterline.errors import ConfigError, InfrastructureError
+from meterline.paths import data_home
 
 INSERT_SETTINGS: Final[dict[str, Any]] = {
     "async_insert": 0,
@@ -26,6 +27,11 @@ INSERT_SETTINGS: Final[dict[str, Any]] = {
 }
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DEFAULT_DATABASE: Final = "meterline"
+
+
+def default_dsn() -> str:
+    """The embedded engine under ``METERLINE_HOME``: where ``CLICKHOUSE_URL`` points when it is unset."""
+    return f"chdb://{data_home() / 'chdb'}?database={DEFAULT_DATABASE}"
 
 
 def valid_database_name(name: str) -> str:
@@ -80,12 +86,3 @@ def get_client(dsn: str, *, create_database: bool = True, connect_timeout: float
         shown = urlsplit(dsn)._replace(netloc=urlsplit(dsn).hostname or "").geturl()
         raise InfrastructureError(f"cannot reach ClickHouse at {shown}: {exc}") from exc
     return client
-
-
-def insert_rows(client: Client, table: str, rows: list[list[Any]], column_names: list[str],
-                dedup_token: str | None = None) -> None:
-    """Insert synchronously with explicit settings; ``dedup_token`` makes a retry of the batch a no-op."""
-    settings = dict(INSERT_SETTINGS)
-    if dedup_token is not None:
-        settings["insert_deduplication_token"] = dedup_token
-    client.insert(table, rows, column_names=column_names, settings=settings)

@@ -1,17 +1,22 @@
-"""Settings of the local/embedded stack, read from the environment (pydantic-settings)."""
+"""Settings of the local/embedded stack, read from the environment (pydantic-settings).
+
+The ``meterline`` command reads them (``meterline up``, ``infra``, ``migrate``, ``create-topics``,
+the dashboards' shell commands); each service has its own settings object beside its code.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from meterline.paths import data_home
+from meterline.clickhouse import default_dsn
+from schemas.topics import Topics
 
 
 class StackSettings(BaseSettings):
     """Where the services are. Unset URLs mean "start the local, embedded one"."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
     #: KAFKA_BOOTSTRAP_SERVERS — an existing Kafka cluster; unset starts the local broker.
     kafka_bootstrap_servers: str | None = None
@@ -19,6 +24,10 @@ class StackSettings(BaseSettings):
     mqtt_url: str | None = None
     #: CLICKHOUSE_URL — http(s)://user:pass@host:8123/db or chdb:///dir; unset uses chDB under METERLINE_HOME.
     clickhouse_url: str | None = None
+    #: METERLINE_TOPIC_PREFIX — prefix of every Kafka topic name (tests use fresh prefixes).
+    topic_prefix: str = Field(default="meterline.", alias="METERLINE_TOPIC_PREFIX")
+    #: METERLINE_PARTITIONS — partitions of the requests, usage and dead-letter topics.
+    partitions: int = Field(default=6, ge=1, alias="METERLINE_PARTITIONS")
     #: METERLINE_KAFKA_PORT / METERLINE_KAFKA_CONTROLLER_PORT — ports of the local broker.
     meterline_kafka_port: int = 19092
     meterline_kafka_controller_port: int = 19093
@@ -28,5 +37,9 @@ class StackSettings(BaseSettings):
     #: METERLINE_GATEWAY_PORT — HTTP port of the gateway (ingest, dashboards).
     meterline_gateway_port: int = Field(default=9092)
 
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix, partitions=self.partitions)
+
     def effective_clickhouse_url(self) -> str:
-        return self.clickhouse_url or f"chdb://{data_home() / 'chdb'}?database=meterline"
+        return self.clickhouse_url or default_dsn()

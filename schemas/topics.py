@@ -1,14 +1,13 @@
-"""Kafka topics of Meterline: names, partition counts, retention and compaction, and their creation.
+"""Kafka topics of Meterline: names, partition counts, retention and compaction — data, no I/O.
 
-Partition counts come from the environment so deployments can scale them
-(``METERLINE_PARTITIONS``, default 6); every topic a worker joins or repartitions keeps the same
-count. Topic names may carry a prefix (``METERLINE_TOPIC_PREFIX``, default ``meterline.``) so tests
-can use fresh names.
+A ``Topics`` is the whole set for one name prefix and one partition count; each service's settings
+build it from their own fields (the prefix lets tests use fresh names, the partition count lets a
+deployment scale). ``meterline.kafka_admin.create_topics`` makes the topics exist; the records each
+one carries are described in ``docs/wire-protocols.md``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -24,17 +23,10 @@ class TopicSpec:
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic set for one prefix; use ``Topics.from_env()`` in services."""
+    """The topic set for one prefix and partition count (built by the services' settings)."""
 
     prefix: str = "meterline."
     partitions: int = 6
-
-    @classmethod
-    def from_env(cls) -> Topics:
-        return cls(
-            prefix=os.environ.get("METERLINE_TOPIC_PREFIX", "meterline."),
-            partitions=int(os.environ.get("METERLINE_PARTITIONS", "6")),
-        )
 
     @property
     def requests(self) -> str:
@@ -67,26 +59,3 @@ class Topics:
             TopicSpec(self.keys, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
                                      "segment.ms": str(3600 * 1000)}),
         ]
-
-
-async def create_topics(bootstrap_servers: str, topics: Topics | None = None,
-                        replication_factor: int = 1, extra: list[TopicSpec] | None = None) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns the names created."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    topics = topics or Topics.from_env()
-    specs = topics.specs() + list(extra or [])
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [s for s in specs if s.name not in existing]
-        if missing:
-            await admin.create_topics([
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor,
-                         topic_configs=dict(s.config))
-                for s in missing
-            ])
-        return [s.name for s in missing]
-    finally:
-        await admin.close()

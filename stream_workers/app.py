@@ -27,8 +27,9 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from meterline.clickhouse import get_client
+from meterline.kafka_admin import create_topics
 from meterline.paths import data_home
-from schemas.topics import TopicSpec, create_topics
+from schemas.topics import TopicSpec
 from stream_workers.processor import Processor
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import BatchWriter, ClickHouseSink, TopicSink

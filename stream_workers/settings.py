@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from meterline.paths import data_home
+from meterline.clickhouse import default_dsn
 from schemas.topics import Topics
 
 __all__ = ["WorkerSettings"]
@@ -76,7 +76,7 @@ class WorkerSettings(BaseSettings):
         return f"{self.topic_prefix}sink-batches"
 
     def effective_clickhouse_url(self) -> str:
-        return self.clickhouse_url or f"chdb://{data_home() / 'chdb'}?database=meterline"
+        return self.clickhouse_url or default_dsn()
 
     @property
     def writes_clickhouse(self) -> bool:

@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from meterline.kafka_admin import create_topics
 from meterline.local.kafka import LocalKafka
 from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint
 from meterline.local.ports import free_port
-from schemas.topics import Topics, create_topics
+from schemas.topics import Topics
 
 _TIERS = ("unit", "integration", "e2e")
 

@@ -12,7 +12,7 @@ from gateway.logs import configure
 from gateway.metrics import GatewayMetrics
 from gateway.producer import EventProducer
 from gateway.settings import GatewaySettings
-from schemas.topics import create_topics
+from meterline.kafka_admin import create_topics
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from fastapi import FastAPI, Request, Response
 from meterline.local.ports import free_port
 from meterline.paths import data_home
 from meterline.settings import StackSettings
-from schemas.topics import Topics
 
 CUSTOMERS = [f"customer-{name}" for name in ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne")]
 TOOLS = ["chat_completion", "web_search", "summarize", "translate", "image_caption"]
@@ -173,7 +172,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     stack = StackSettings()
     bootstrap = stack.kafka_bootstrap_servers or f"127.0.0.1:{stack.meterline_kafka_port}"
     gateway = f"http://127.0.0.1:{stack.meterline_gateway_port}"
-    api_key, _ = await create_key(bootstrap, Topics.from_env().keys, args.agent, name="meterline demo")
+    api_key, _ = await create_key(bootstrap, stack.topics.keys, args.agent, name="meterline demo")
     await asyncio.sleep(1.0)  # the gateway follows the key registry live; give it a moment
 
     logger = GT8004Logger(agent_id=args.agent, api_key=api_key, ingest_url=f"{gateway}/v1/ingest",

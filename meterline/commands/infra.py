@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meterline.clickhouse import get_client
+from meterline.kafka_admin import create_topics
 from meterline.local.kafka import LocalKafka, ensure_kafka_classpath
 from meterline.local.mosquitto import LocalMosquitto
 from meterline.local.shutdown import BoundedStop
@@ -17,7 +18,6 @@ from meterline.local.supervisor import Service, Supervisor
 from meterline.migrations import apply_migrations
 from meterline.paths import data_home
 from meterline.settings import StackSettings
-from schemas.topics import Topics, create_topics
 
 
 def register(sub: Any) -> None:
@@ -49,7 +49,7 @@ def cmd_create_topics(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap_servers:
         print("KAFKA_BOOTSTRAP_SERVERS is not set")
         return 2
-    created = asyncio.run(create_topics(settings.kafka_bootstrap_servers, Topics.from_env()))
+    created = asyncio.run(create_topics(settings.kafka_bootstrap_servers, settings.topics))
     print(f"created topics: {created or 'none (all exist)'}")
     return 0
 
@@ -109,7 +109,7 @@ def cmd_infra(args: argparse.Namespace) -> int:
         infra.start()
         supervisor = infra.supervise(on_give_up=lambda _: os.kill(os.getpid(), signal.SIGTERM))
         stop.on_request.append(lambda: supervisor.stop(0) if supervisor else None)
-        created = asyncio.run(create_topics(infra.bootstrap_servers, Topics.from_env()))
+        created = asyncio.run(create_topics(infra.bootstrap_servers, settings.topics))
         client = get_client(settings.effective_clickhouse_url())
         applied = apply_migrations(client)
         print(f"Kafka       {infra.bootstrap_servers}  (topics created: {len(created)})")

@@ -25,12 +25,12 @@ from urllib.parse import quote
 
 from meterline.clickhouse import get_client
 from meterline.commands.infra import LocalInfra
+from meterline.kafka_admin import create_topics
 from meterline.local.logrepeats import RepeatLimiter
 from meterline.local.shutdown import BoundedStop
 from meterline.local.supervisor import Supervisor
 from meterline.migrations import apply_migrations
 from meterline.settings import StackSettings
-from schemas.topics import Topics, create_topics
 
 DEFAULT_AGENT = "demo-agent"
 
@@ -187,7 +187,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         supervisor = infra.supervise(on_give_up=lambda _: os.kill(os.getpid(), signal.SIGTERM))
         stop.on_request.append(lambda: supervisor.stop(0) if supervisor else None)
         os.environ.update(stack_environment(settings, infra))
-        topics = Topics.from_env()
+        topics = settings.topics
         asyncio.run(create_topics(infra.bootstrap_servers, topics))
         client = get_client(settings.effective_clickhouse_url())
         apply_migrations(client)

@@ -19,9 +19,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from meterline.errors import ConfigError, InfrastructureError
+from meterline.kafka_admin import probe_kafka
 from meterline.local import pidfile, processes
+from meterline.local.child import ChildService
 from meterline.local.ports import ensure_port_free
 from meterline.paths import cache_home
 
@@ -111,7 +114,7 @@ def _java() -> str:
 
 
 @dataclass
-class LocalKafka:
+class LocalKafka(ChildService):
     """One Kafka broker process with its data under ``data_dir``.
 
     ``start()`` formats storage on first use (so a restart keeps the data), stops a broker an
@@ -131,15 +134,10 @@ class LocalKafka:
     cluster_id: str | None = None
     #: ready means consumer groups work too (tests turn this off to show the errors it prevents)
     wait_for_groups: bool = True
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _properties(self) -> str:
         props = {
@@ -196,16 +194,7 @@ class LocalKafka:
     def _pid_file(self) -> Path:
         return self.data_dir / "kafka.pid"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def exit_code(self) -> int | None:
-        """The exit status once the process ended on its own (None while it runs or when stopped)."""
-        return self._proc.poll() if self._proc is not None else None
-
-    def start(self) -> LocalKafka:
+    def start(self) -> Self:
         if self.running:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -258,73 +247,3 @@ class LocalKafka:
             return path.read_text(errors="replace")[-1500:]
         except OSError:
             return ""
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Controlled shutdown (SIGTERM), escalating to SIGKILL after ``timeout`` seconds."""
-        proc, self._proc = self._proc, None
-        processes.terminate(proc, timeout)
-        if proc is not None:
-            pidfile.remove(self._pid_file, proc.pid)
-
-    def kill(self) -> None:
-        """Crash the process (SIGKILL), as a fault-injection tool."""
-        proc, self._proc = self._proc, None
-        processes.kill(proc)
-        if proc is not None:
-            pidfile.remove(self._pid_file, proc.pid)
-
-    def __enter__(self) -> LocalKafka:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def group_probe_ids(partitions: int) -> list[str]:
-    """Group ids whose coordinators sit on each of ``partitions`` partitions of ``__consumer_offsets``.
-
-    Kafka places a group on partition ``abs(javaHashCode(group_id)) % partitions``.
-    """
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < partitions:
-        name = f"meterline-ready-{n}"
-        h = java_string_hash(name)
-        found.setdefault((0 if h == -(1 << 31) else abs(h)) % partitions, name)  # Kafka's Utils.abs
-        n += 1
-    return [found[p] for p in range(partitions)]
-
-
-def java_string_hash(text: str) -> int:
-    """Java's ``String.hashCode`` (a signed 32-bit int over UTF-16 code units)."""
-    data = text.encode("utf-16-be")
-    h = 0
-    for i in range(0, len(data), 2):
-        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-#: FindCoordinator/DescribeGroups answers that mean "the group coordinator is not ready yet"
-_COORDINATOR_NOT_READY = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
-
-
-async def probe_kafka(bootstrap_servers: str, timeout: float = 5.0, offsets_partitions: int = 0) -> None:
-    """Raise unless a broker at ``bootstrap_servers`` answers a metadata request.
-
-    With ``offsets_partitions``, also unless the group coordinator of every partition of
-    ``__consumer_offsets`` answers (a fresh broker creates that topic on the first group lookup;
-    consumers that start before it is ready log ``Group Coordinator Request failed`` errors).
-    """
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
-        await asyncio.wait_for(admin.list_topics(), timeout)
-        for group in group_probe_ids(offsets_partitions) if offsets_partitions else []:
-            responses = await asyncio.wait_for(admin.describe_consumer_groups([group]), timeout)
-            codes = {g[0] for r in responses for g in r.groups}
-            if codes & _COORDINATOR_NOT_READY:
-                raise InfrastructureError(f"the group coordinator of {group!r} is not ready (errors {codes})")
-    finally:
-        await admin.close()

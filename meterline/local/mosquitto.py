@@ -16,9 +16,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from meterline.errors import ConfigError, InfrastructureError
 from meterline.local import pidfile, processes
+from meterline.local.child import ChildService
 from meterline.local.ports import ensure_port_free, wait_for_port
 
 
@@ -78,7 +80,7 @@ def make_certificates(directory: Path, hosts: tuple[str, ...] = ("localhost", "1
 
 
 @dataclass
-class LocalMosquitto:
+class LocalMosquitto(ChildService):
     """A Mosquitto process with runtime files in ``data_dir``; ``start()`` waits for both listeners."""
 
     data_dir: Path
@@ -88,16 +90,12 @@ class LocalMosquitto:
     username: str = "meterline"
     password: str = "meterline-local"  # noqa: S105 - loopback-only broker of the local stack
     extra_users: dict[str, str] = field(default_factory=dict)
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    stop_timeout = 10.0  # not a field: a class attribute of ChildService
 
     @property
     def endpoint(self) -> MqttEndpoint:
         return MqttEndpoint(self.host, self.port, self.tls_port, self.username, self.password,
                             self.data_dir / "certs" / "ca.crt")
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _write_config(self) -> Path:
         certs = self.data_dir / "certs"
@@ -137,16 +135,7 @@ class LocalMosquitto:
     def _pid_file(self) -> Path:
         return self.data_dir / "mosquitto.pid"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def exit_code(self) -> int | None:
-        """The exit status once the process ended on its own (None while it runs or when stopped)."""
-        return self._proc.poll() if self._proc is not None else None
-
-    def start(self, timeout: float = 15.0) -> LocalMosquitto:
+    def start(self, timeout: float = 15.0) -> Self:
         if self.running:
             return self
         binary = _tool("mosquitto", "mosquitto")
@@ -171,23 +160,3 @@ class LocalMosquitto:
             self.kill()
             raise
         return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Controlled shutdown (SIGTERM), escalating to SIGKILL after ``timeout`` seconds."""
-        proc, self._proc = self._proc, None
-        processes.terminate(proc, timeout)
-        if proc is not None:
-            pidfile.remove(self._pid_file, proc.pid)
-
-    def kill(self) -> None:
-        """Crash the process (SIGKILL), as a fault-injection tool."""
-        proc, self._proc = self._proc, None
-        processes.kill(proc)
-        if proc is not None:
-            pidfile.remove(self._pid_file, proc.pid)
-
-    def __enter__(self) -> LocalMosquitto:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

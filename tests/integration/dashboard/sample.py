@@ -17,7 +17,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from meterline.clickhouse import insert_rows
+from meterline.clickhouse import INSERT_SETTINGS
 
 NOW = datetime(2026, 11, 20, 15, 30, 0, tzinfo=UTC)
 TOOLS = ["search", "summarise", "translate", "tools/call", "image.generate"]
@@ -129,6 +129,12 @@ def insert_requests(client: Client, reqs: list[Req], stored_at: datetime = NOW) 
         chunk = rows[i:i + 5000]
         token = hashlib.sha256("\n".join(str(r[1]) for r in chunk).encode()).hexdigest()
         insert_rows(client, "request_logs", chunk, REQUEST_COLS, dedup_token=token)
+
+
+def insert_rows(client: Client, table: str, rows: list[list[Any]], columns: list[str], dedup_token: str) -> None:
+    """Insert as the sink does: synchronously, a retry of the same ``dedup_token`` being a no-op."""
+    client.insert(table, rows, column_names=columns,
+                  settings={**INSERT_SETTINGS, "insert_deduplication_token": dedup_token})
 
 
 def insert_usage(client: Client, usage: list[Usage], stored_at: datetime = NOW) -> None:

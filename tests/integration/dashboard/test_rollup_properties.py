@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.dashboard.queries import DashboardQueries, TimeRange
-from meterline.clickhouse import insert_rows
 from tests.integration.dashboard import sample
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -226,5 +225,5 @@ def test_negative_control_a_replay_under_a_new_token_is_counted_twice(clickhouse
     rows = [[*row[:2], "b2", *row[3:]] for row in clickhouse.query(
         f"SELECT {', '.join(sample.REQUEST_COLS)} FROM request_logs WHERE agent_id = {{a:String}}",  # noqa: S608
         parameters={"a": agent}).result_rows]
-    insert_rows(clickhouse, "request_logs", rows, sample.REQUEST_COLS, dedup_token="another-token")
+    sample.insert_rows(clickhouse, "request_logs", rows, sample.REQUEST_COLS, dedup_token="another-token")
     assert rollup(clickhouse, agent)[BASE]["requests"] == 6 != naive_minutes(reqs)[BASE]["requests"]

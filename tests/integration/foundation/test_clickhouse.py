@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meterline.clickhouse import get_client, insert_rows, parse_dsn
+from meterline.clickhouse import INSERT_SETTINGS, get_client, parse_dsn
 from meterline.errors import ConfigError, InfrastructureError
 from meterline.migrations import apply_migrations, discover
 
@@ -37,9 +37,9 @@ def test_insert_deduplication_token_makes_retries_noops(clickhouse: object) -> N
     cols = ["agent_id", "error", "reason", "stage", "source_topic", "partition", "offset", "failed_at", "payload"]
     now = datetime.now(UTC)
     rows = [["agent-1", "boom", "schema", "worker", "t", 0, 1, now, "{}"]]
-    insert_rows(clickhouse, "dead_letters", rows, cols, dedup_token="t-0-1")
-    insert_rows(clickhouse, "dead_letters", rows, cols, dedup_token="t-0-1")
-    insert_rows(clickhouse, "dead_letters", rows, cols, dedup_token="t-0-2")
+    for token in ("t-0-1", "t-0-1", "t-0-2"):
+        clickhouse.insert("dead_letters", rows, column_names=cols,
+                          settings={**INSERT_SETTINGS, "insert_deduplication_token": token})
     assert clickhouse.query("SELECT count() FROM dead_letters").result_rows[0][0] == 2
 
 

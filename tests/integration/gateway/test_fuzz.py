@@ -41,8 +41,9 @@ from gateway.dashboard.wiring import gateway_dashboard_router
 from gateway.keys.admin import create_key
 from gateway.main import create_app
 from gateway.settings import GatewaySettings
+from meterline.kafka_admin import create_topics
 from meterline.local.ports import free_port
-from schemas.topics import Topics, create_topics
+from schemas.topics import Topics
 from tests.integration.dashboard import sample
 from tests.integration.gateway.conftest import make_settings
 

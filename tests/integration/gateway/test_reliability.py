@@ -22,10 +22,11 @@ from gmqtt import Client
 
 from gateway.keys.admin import create_key
 from meterline import faults
+from meterline.kafka_admin import create_topics
 from meterline.local.kafka import LocalKafka
 from meterline.local.mosquitto import MqttEndpoint
 from meterline.local.ports import free_port
-from schemas.topics import Topics, create_topics
+from schemas.topics import Topics
 from tests.integration.gateway.conftest import entry, read_topic
 from tests.integration.workers.procs import fired
 from tests.waiting import eventually

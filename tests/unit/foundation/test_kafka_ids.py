@@ -6,7 +6,8 @@ import base64
 import re
 from collections.abc import Iterator
 
-from meterline.local.kafka import group_probe_ids, java_string_hash, new_cluster_id
+from meterline.kafka_admin import group_probe_ids, java_string_hash
+from meterline.local.kafka import new_cluster_id
 
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]{22}$")
 

@@ -1,0 +1,86 @@
+"""Talking to Kafka as an administrator: create Meterline's topics, and ask whether a broker is ready.
+
+``schemas.topics`` says which topics exist and how they are configured (data); this module is the
+I/O that makes them exist. Every service creates what is missing when it starts (idempotent), so
+no deployment step is needed, and ``meterline create-topics`` does it by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from meterline.errors import InfrastructureError
+from schemas.topics import Topics, TopicSpec
+
+__all__ = ["create_topics", "group_probe_ids", "java_string_hash", "probe_kafka"]
+
+
+async def create_topics(bootstrap_servers: str, topics: Topics, replication_factor: int = 1,
+                        extra: list[TopicSpec] | None = None) -> list[str]:
+    """Create missing topics; existing ones are left as they are. Returns the names created."""
+    specs = topics.specs() + list(extra or [])
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            await admin.create_topics([
+                NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor,
+                         topic_configs=dict(s.config))
+                for s in missing
+            ])
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+def group_probe_ids(partitions: int) -> list[str]:
+    """Group ids whose coordinators sit on each of ``partitions`` partitions of ``__consumer_offsets``.
+
+    Kafka places a group on partition ``abs(javaHashCode(group_id)) % partitions``.
+    """
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < partitions:
+        name = f"meterline-ready-{n}"
+        h = java_string_hash(name)
+        found.setdefault((0 if h == -(1 << 31) else abs(h)) % partitions, name)  # Kafka's Utils.abs
+        n += 1
+    return [found[p] for p in range(partitions)]
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (a signed 32-bit int over UTF-16 code units)."""
+    data = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+#: FindCoordinator/DescribeGroups answers that mean "the group coordinator is not ready yet"
+_COORDINATOR_NOT_READY: Final = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
+
+
+async def probe_kafka(bootstrap_servers: str, timeout: float = 5.0, offsets_partitions: int = 0) -> None:
+    """Raise unless a broker at ``bootstrap_servers`` answers a metadata request.
+
+    With ``offsets_partitions``, also unless the group coordinator of every partition of
+    ``__consumer_offsets`` answers (a fresh broker creates that topic on the first group lookup;
+    consumers that start before it is ready log ``Group Coordinator Request failed`` errors).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        await asyncio.wait_for(admin.list_topics(), timeout)
+        for group in group_probe_ids(offsets_partitions) if offsets_partitions else []:
+            responses = await asyncio.wait_for(admin.describe_consumer_groups([group]), timeout)
+            codes = {g[0] for r in responses for g in r.groups}
+            if codes & _COORDINATOR_NOT_READY:
+                raise InfrastructureError(f"the group coordinator of {group!r} is not ready (errors {codes})")
+    finally:
+        await admin.close()
