@@ -1,11 +1,13 @@
-"""The transport: one bounded queue, one background worker thread, batches sent over HTTP.
+"""The transport: one bounded queue, one background worker, batches sent over HTTP.
 
 ``submit`` (called by ``GT8004Logger.log`` and the middleware) only appends encoded bytes to a
 deque under a lock and, at most once per batch, wakes the worker: it never waits on the network.
-The worker is a daemon thread running its own asyncio loop, so the host's event loop (or a host
-without one, at import time) is never involved; it is started lazily and restarted in a forked
-child. It sends with the lean blocking ``WireClient`` (``_wire``: the worker shares the GIL with
-the host, and httpx's per-request Python work showed up in the host's p99), or with an
+The worker (``_worker``: a daemon thread with its own asyncio loop, started lazily and replaced in
+a forked child) asks this class for the next batch and hands back each outcome; this module is
+the policy: what to send next (the memory queue and the on-disk spool take turns), and what an
+outcome means (done, put back with its id, split on 413, spooled, or dropped and reported). It
+sends with the lean blocking ``WireClient`` (``_wire``: the worker shares the GIL with the host,
+and httpx's per-request Python work showed up in the host's p99), or with an
 ``httpx.AsyncClient`` when the caller passes ``http_transport`` or a proxy is configured.
 Entries live in exactly one place at a time: the memory queue, a put-back batch (kept with its
 id), the batch in flight, or the on-disk spool.
@@ -13,7 +15,6 @@ id), the batch in flight, or the on-disk spool.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
 import logging
 import os
@@ -27,10 +28,11 @@ import httpx
 from ._breaker import CircuitBreaker
 from ._config import TransportConfig, TransportStats
 from ._queue import EntryQueue
-from ._runtime import InlineExecutor, install_process_hooks
-from ._sender import Batch, Outcome, OutcomeKind, Sender
+from ._runtime import install_process_hooks
+from ._sender import Batch, Outcome, OutcomeKind, Sender, Sleep
 from ._spool import Spool
 from ._wire import WireClient, proxy_for
+from ._worker import Client, Worker
 
 __all__ = ["DropCallback", "Transport"]
 
@@ -41,7 +43,11 @@ DROP_LOG_INTERVAL = 10.0  # seconds between two drop warnings of the same reason
 
 
 class Transport:
-    """Batches encoded entries and delivers them; see the module docstring."""
+    """Batches encoded entries and delivers them; see the module docstring.
+
+    It is the worker's ``BatchSource``: ``next_batch``, ``send`` and ``settle`` run on the
+    worker's thread; ``finish`` on whichever side ends closing; the rest on the host's.
+    """
 
     def __init__(self, *, agent_id: str, api_key: str, ingest_url: str, config: TransportConfig,
                  on_drop: DropCallback | None = None, enabled: bool = True,
@@ -67,23 +73,16 @@ class Transport:
 
     def _reset_runtime(self) -> None:
         self._pid = os.getpid()
-        self._lock = threading.Lock()  # worker lifecycle, flush waiters and statistics
+        self._lock = threading.Lock()  # closed/finished flags, flush waiters and statistics
         self._queue = EntryQueue(self.config)
         self._inflight: Batch | None = None
         self._finished = False
         self._prefer_spool = False
         self._flush_requested = False
         self._waiters: list[cf.Future[bool]] = []
-        self._closing = False
-        self._close_deadline = float("inf")
         self._auth_failed = False
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._close_event: asyncio.Event | None = None
-        self._client_ready: asyncio.Event | None = None
-        self._client: httpx.AsyncClient | WireClient | None = None
         self._done: cf.Future[None] = cf.Future()
+        self._worker = Worker(self)  # threads do not survive fork: the child gets a new one
 
     def after_fork(self) -> None:
         """In a forked child: the parent still owns (and sends) what it queued; start afresh."""
@@ -96,7 +95,7 @@ class Transport:
         """Send queued entries every ``flush_interval`` seconds (also fine before a loop runs)."""
         self._auto_flush = True
         if self.enabled:
-            self._ensure_worker()
+            self._worker.ensure_started()
 
     def submit(self, data: bytes) -> bool:
         """Queue one encoded entry; never blocks on I/O. Returns whether it was kept."""
@@ -110,9 +109,9 @@ class Transport:
         kept, signal = self._queue.offer(data)
         if kept:
             if signal:
-                self._signal()
-            elif self._thread is None:
-                self._ensure_worker()  # started lazily; from then on it keeps its own time
+                self._worker.wake()
+            elif self._worker.thread is None:
+                self._worker.ensure_started()  # started lazily; from then on it keeps its own time
             return True
         reason = "queue_full"
         if self._spool is not None:
@@ -133,7 +132,7 @@ class Transport:
         with self._lock:
             self._flush_requested = True
             self._waiters.append(future)
-        self._signal()
+        self._worker.wake()
         return future
 
     def begin_close(self, timeout: float) -> cf.Future[None]:
@@ -141,30 +140,22 @@ class Transport:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._closing = True
                 self._flush_requested = True
-                self._close_deadline = time.monotonic() + max(0.0, timeout)
-            running = self._thread is not None and self._thread.is_alive()
-        has_work = not self._queue.idle()
-        if not running and not has_work:
-            self._finish()
-            return self._done
-        if not running and not self._start_worker_safely():
-            self._finish()
-            return self._done
-        loop = self._loop
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._on_close_requested)
-            except RuntimeError:
-                self._finish()
+        if not self._worker.close(timeout):  # no worker will run: spill or report here
+            self.finish()
         return self._done
 
     def ping(self, data: bytes) -> cf.Future[Outcome]:
         """Send one entry right away in its own batch, one attempt (``verify_connection``)."""
-        self._ensure_worker()
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(self._ping(data), self._loop)
+        sender = self._sender
+
+        async def no_retry(_delay: float) -> bool:
+            return False
+
+        async def once(client: Client) -> Outcome:
+            return await sender.send(client, Batch([data]), no_retry)
+
+        return self._worker.call(once)
 
     def close_at_exit(self) -> None:
         """The at-exit flush: send what is queued within ``exit_timeout``, spool or report the rest."""
@@ -202,92 +193,15 @@ class Transport:
             except Exception:  # noqa: BLE001 - a user callback must not break the SDK
                 log.exception("gt8004: on_drop callback raised")
 
-    # -- worker lifecycle ---------------------------------------------------------------------
-    def _signal(self) -> None:
-        self._ensure_worker()
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            try:
-                loop.call_soon_threadsafe(wake.set)
-            except RuntimeError:  # loop closed: the worker has finished
-                pass
+    # -- the worker's source: choosing and settling batches -----------------------------------
+    @property
+    def finished(self) -> bool:
+        return self._finished
 
-    def _ensure_worker(self) -> None:
-        thread = self._thread
-        if thread is not None and (thread.is_alive() or self._done.done()):
-            return
-        with self._lock:
-            if self._thread is not None or self._closed:
-                return
-            self._start_worker_locked()
+    def idle(self) -> bool:
+        return self._queue.idle()
 
-    def _start_worker_safely(self) -> bool:
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return True
-            try:
-                self._start_worker_locked()
-            except RuntimeError:  # e.g. no new threads during interpreter shutdown
-                return False
-        return True
-
-    def _start_worker_locked(self) -> None:
-        loop = asyncio.new_event_loop()
-        loop.set_default_executor(InlineExecutor())
-        self._loop = loop
-        self._wake = asyncio.Event()
-        self._close_event = asyncio.Event()
-        self._client_ready = asyncio.Event()
-        thread = threading.Thread(target=self._run, args=(loop,), name="gt8004-transport", daemon=True)
-        self._thread = thread
-        thread.start()
-
-    def _on_close_requested(self) -> None:
-        if self._close_event is not None:
-            self._close_event.set()
-        if self._wake is not None:
-            self._wake.set()
-
-    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException:  # noqa: BLE001 - never let the worker die loudly in the host
-            log.exception("gt8004: transport worker failed")
-        finally:
-            self._finish()
-            try:
-                loop.close()
-            except Exception:  # noqa: BLE001
-                log.debug("gt8004: closing the worker loop failed", exc_info=True)
-
-    async def _main(self) -> None:
-        assert self._client_ready is not None
-        client = self._new_client()
-        self._client = client
-        self._client_ready.set()
-        try:
-            if self._spool is not None:
-                self._spool.recover()
-            while True:
-                batch = await self._next_batch()
-                if batch is None:
-                    break
-                self._inflight = batch
-                outcome = await self._sender.send(client, batch, self._sleep)
-                if self._finished:  # abandoned meanwhile: the batch was already spilled or reported
-                    break
-                self._inflight = None
-                self._settle(batch, outcome)
-                if outcome.kind is OutcomeKind.ABORTED:  # shutdown left no time to retry: stop here
-                    break
-        finally:
-            if isinstance(client, WireClient):
-                client.close()
-            else:
-                await client.aclose()
-
-    def _new_client(self) -> httpx.AsyncClient | WireClient:
+    def new_client(self) -> Client:
         """The lean blocking client (see ``_wire``), unless the caller supplied an httpx transport
         or the environment routes the ingest URL through a proxy."""
         url = self._sender.ingest_url
@@ -298,81 +212,39 @@ class Transport:
                 log.warning("gt8004: ingest URL %r is not plain http(s); using httpx", url)
         return httpx.AsyncClient(transport=self._http_transport, timeout=self.config.timeout)
 
-    async def _ping(self, data: bytes) -> Outcome:
-        assert self._client_ready is not None
-        await self._client_ready.wait()
-        assert self._client is not None
+    def recover(self) -> None:
+        if self._spool is not None:
+            self._spool.recover()
 
-        async def no_retry(_delay: float) -> bool:
-            return False
+    def next_batch(self, now: float) -> tuple[Batch | None, float | None]:
+        """The next batch, or (None, seconds the worker may sleep; None: until woken). Waiting
+        flushes are answered here: False while sending is blocked, True once all is sent."""
+        self._queue.clear_wake()
+        if self._auth_failed or not self._breaker.allow():
+            self._resolve_waiters(False)
+            return None, None if self._auth_failed else self._breaker.seconds_until_probe()
+        batch, timeout = self._take(now)
+        if batch is None and self._queue.idle():
+            self._resolve_waiters(True)
+        return batch, timeout
 
-        return await self._sender.send(self._client, Batch([data]), no_retry)
-
-    async def _sleep(self, delay: float) -> bool:
-        """Wait between retries; False (give up for now) when shutdown leaves no time for it."""
-        assert self._close_event is not None
-        end = time.monotonic() + delay
-        if not self._closing:
-            try:
-                await asyncio.wait_for(self._close_event.wait(), delay)
-            except TimeoutError:
-                return True
-        if end > self._close_deadline:
-            return False
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
-        return True
-
-    async def _wait(self, timeout: float | None) -> None:
-        """Until woken or ``timeout``; a timer that sets the event is cheaper than ``wait_for``
-        (no task per wait), and the caller re-checks everything either way."""
-        wake = self._wake
-        assert wake is not None
-        if timeout is None:
-            await wake.wait()
-            return
-        timer = asyncio.get_running_loop().call_later(timeout, wake.set)
-        try:
-            await wake.wait()
-        finally:
-            timer.cancel()
-
-    # -- worker: choosing and settling batches ------------------------------------------------
-    async def _next_batch(self) -> Batch | None:
-        assert self._wake is not None
-        while True:
-            self._wake.clear()
-            self._queue.clear_wake()
-            now = time.monotonic()
-            if self._finished or (self._closing and now >= self._close_deadline):
-                return None
-            if self._auth_failed or not self._breaker.allow():
-                self._resolve_waiters(False)
-                if self._closing:
-                    return None
-                await self._wait(None if self._auth_failed else self._breaker.seconds_until_probe())
-                continue
-            batch, timeout = self._take(now)
-            if batch is not None:
-                return batch
-            if self._queue.idle():
-                self._resolve_waiters(True)
-            if self._closing:
-                return None
-            await self._wait(timeout)
+    async def send(self, client: Client, batch: Batch, sleep: Sleep) -> Outcome:
+        self._inflight = batch
+        return await self._sender.send(client, batch, sleep)
 
     def _take(self, now: float) -> tuple[Batch | None, float | None]:
         """The next batch to send, or (None, seconds until the oldest entry is due)."""
-        queue, spool = self._queue, self._spool
+        queue, spool, closing = self._queue, self._spool, self._worker.closing
         batch = queue.take_pending()
         if batch is not None:
             return batch, None
-        due = queue.is_due(now, self._flush_requested or self._closing, self._auto_flush)
+        due = queue.is_due(now, self._flush_requested or closing, self._auto_flush)
         if due and not (self._prefer_spool and spool is not None):
             batch = queue.cut()
             if batch is not None:
                 self._prefer_spool = spool is not None  # alternate with the spool: both drain
                 return batch, None
-        if spool is not None and not self._closing:
+        if spool is not None and not closing:
             batch = spool.claim()
             if batch is not None:
                 self._prefer_spool = False
@@ -393,7 +265,8 @@ class Transport:
         else:
             self._queue.put_back(batch)
 
-    def _settle(self, batch: Batch, outcome: Outcome) -> None:
+    def settle(self, batch: Batch, outcome: Outcome) -> None:
+        self._inflight = None
         kind, n = outcome.kind, len(batch.entries)
         self._stats.batches_sent += 1
         if kind is OutcomeKind.DELIVERED:
@@ -458,16 +331,16 @@ class Transport:
     def _resolve_waiters(self, ok: bool) -> None:
         with self._lock:
             waiters, self._waiters = self._waiters, []
-            self._flush_requested = self._closing
+            self._flush_requested = self._worker.closing
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(ok)
 
     def abandon(self) -> None:
         """Closing ran out of time: spill or report everything held now, the batch in flight too."""
-        self._finish(include_inflight=True)
+        self.finish(include_inflight=True)
 
-    def _finish(self, include_inflight: bool = False) -> None:
+    def finish(self, include_inflight: bool = False) -> None:
         """Worker gone (closing): spill what is left to the spool or report it as dropped."""
         with self._lock:
             if self._finished:

@@ -182,15 +182,15 @@ def test_httpx_is_used_behind_a_proxy_or_with_a_custom_transport(monkeypatch: py
     url = "http://ingest.example:9092/v1/ingest"
     config = TransportConfig()
     plain = Transport(agent_id="a", api_key="k", ingest_url=url, config=config)
-    assert isinstance(plain._new_client(), WireClient)
+    assert isinstance(plain.new_client(), WireClient)
     custom = Transport(agent_id="a", api_key="k", ingest_url=url, config=config,
                        http_transport=httpx.MockTransport(lambda r: httpx.Response(202)))
-    assert isinstance(custom._new_client(), httpx.AsyncClient)
+    assert isinstance(custom.new_client(), httpx.AsyncClient)
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.local:3128")
     monkeypatch.setenv("NO_PROXY", "localhost")
     assert proxy_for(url) == "http://proxy.local:3128"
     assert proxy_for("http://localhost:9092/v1/ingest") is None
-    assert isinstance(plain._new_client(), httpx.AsyncClient)
+    assert isinstance(plain.new_client(), httpx.AsyncClient)
 
 
 def test_https_verifies_the_server_certificate(tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def idle_in_its_wait(logger: GT8004Logger) -> bool:
     The SDK exposes no such state, so the test looks at the thread's current frame.
     """
     transport = logger.transport
-    thread, ready = transport._thread, transport._client_ready
+    thread, ready = transport._worker.thread, transport._worker._client_ready
     if thread is None or thread.ident is None or ready is None or not ready.is_set():
         return False
     frame = sys._current_frames().get(thread.ident)
