@@ -38,8 +38,8 @@ from meterline.migrations import apply_migrations  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 from stream_workers.batch import OpenBatch  # noqa: E402
 from stream_workers.dedupe import WindowDeduper  # noqa: E402
+from stream_workers.handlers.requests import RequestHandler  # noqa: E402
 from stream_workers.processor import Processor  # noqa: E402
-from stream_workers.requests.agents import RequestHandler  # noqa: E402
 from stream_workers.settings import WorkerSettings  # noqa: E402
 from stream_workers.sink import ClickHouseSink  # noqa: E402
 from tests.integration.workers.workload import produce, request_traffic  # noqa: E402

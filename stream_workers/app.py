@@ -35,7 +35,7 @@ from stream_workers.settings import WorkerSettings
 from stream_workers.sink import BatchWriter, ClickHouseSink, TopicSink
 from stream_workers.sink_consumer import SinkConsumer
 
-__all__ = ["WorkerService", "create_app", "sink_topic_spec"]
+__all__ = ["WorkerApp", "WorkerService", "create_app", "sink_topic_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,18 @@ class WorkerService(Service):
         log.info("stream worker %s stopped", self.settings.app_id)
 
 
-def create_app(settings: WorkerSettings | None = None) -> faust.App:
-    """The worker's Faust app; ``app.meterline_settings`` holds the settings it was built with."""
+class WorkerApp(faust.App):
+    """The stream workers' Faust app; ``meterline_settings`` are the settings it was built with."""
+
+    meterline_settings: WorkerSettings
+
+
+def create_app(settings: WorkerSettings | None = None) -> WorkerApp:
+    """The worker's Faust app, running one ``WorkerService`` with ``settings``."""
     settings = settings or WorkerSettings()
     datadir = data_home() / "faust"
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         autodiscover=False,
@@ -126,13 +132,14 @@ def create_app(settings: WorkerSettings | None = None) -> faust.App:
         web_port=settings.web_port or 6066,
         web_bind="127.0.0.1",
     )
-    bound = type("MeterlineWorkerService", (WorkerService,), {})
+    app.meterline_settings = settings
 
-    def _init(self: WorkerService, **kwargs: Any) -> None:
-        WorkerService.__init__(self, settings, **kwargs)
+    @app.service
+    class AppWorkerService(WorkerService):
+        """``WorkerService`` with this app's settings: Faust creates it with only a loop and a beacon."""
 
-    bound.__init__ = _init  # type: ignore[misc]  # bind this app's settings to the service class
-    app.service(bound)
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(app.meterline_settings, **kwargs)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -140,5 +147,4 @@ def create_app(settings: WorkerSettings | None = None) -> faust.App:
 
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    app.meterline_settings = settings  # type: ignore[attr-defined]  # for embedding code
     return app

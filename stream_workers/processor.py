@@ -7,7 +7,7 @@ pending range in the commit, and it does not let a new owner re-form a recorded 
 
 Per partition, in log order:
 
-1. records are validated and enriched (``requests`` / ``usage`` handlers), invalid ones become dead
+1. records are validated and enriched (``handlers/``), invalid ones become dead
    letters; valid keys pass the log-deterministic ``WindowDeduper``;
 2. a batch closes at ``sink_batch_size`` entries, ``sink_batch_bytes`` or ``sink_interval_s``;
 3. its range ``[start, end)`` is committed first as metadata ``pending:<end>`` at offset ``start``;
@@ -34,22 +34,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from msgspec import json as msgjson
 
 from meterline import faults
+from meterline.retry import retry_or_abort
 from stream_workers.batch import OpenBatch
-from stream_workers.deadletters import DeadLetterHandler
+from stream_workers.consumer import Rebalance, set_paused
 from stream_workers.dedupe import WindowDeduper
-from stream_workers.metrics import CLAMPED, CONSUMER_LAG, DEAD_LETTERS, DEDUPE_HITS, EVENTS_IN, EVENTS_OUT, PAUSED
-from stream_workers.records import Handler
-from stream_workers.recovery import PENDING, Recovery, parse_record
-from stream_workers.requests.agents import RequestHandler
+from stream_workers.handlers import DeadLetterHandler, RequestHandler, UsageHandler
+from stream_workers.metrics import CLAMPED, CONSUMER_LAG, DEAD_LETTERS, DEDUPE_HITS, EVENTS_IN, EVENTS_OUT
+from stream_workers.records import Handler, parse_record
+from stream_workers.recovery import PENDING, Recovery
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import BatchWriter
-from stream_workers.usage.agents import UsageHandler
 
 __all__ = ["PartitionState", "Processor"]
 
@@ -70,27 +70,6 @@ class PartitionState:
 
     def idle(self) -> bool:
         return self.batch is None and self.writing is None
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints here
-    """aiokafka only logs a failing listener; a failure here is fatal for the worker instead."""
-
-    def __init__(self, processor: Processor) -> None:
-        self._processor = processor
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        try:
-            await self._processor._on_revoked(revoked)
-        except Exception as exc:
-            self._processor._fail(exc)
-            raise
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        try:
-            await self._processor._on_assigned(assigned)
-        except Exception as exc:
-            self._processor._fail(exc)
-            raise
 
 
 class Processor:
@@ -129,7 +108,8 @@ class Processor:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._recovery.start()
-        self.consumer.subscribe(list(self.handlers), listener=_Listener(self))
+        self.consumer.subscribe(list(self.handlers), listener=Rebalance(self._on_revoked, self._on_assigned,
+                                                                         on_failure=self._fail))
         await self.consumer.start()
         self._task = asyncio.create_task(self._run(), name="meterline-processor")
 
@@ -292,47 +272,33 @@ class Processor:
         return True
 
     async def _commit(self, tp: TopicPartition, offset: int, metadata: str, abort: Callable[[], bool]) -> bool:
-        delay = 0.05
-        while True:
-            try:
-                await self.consumer.commit({tp: OffsetAndMetadata(offset, metadata)})
-                return True
-            except KafkaError as exc:
-                log.warning("commit of %s at %d failed: %s", tp, offset, exc)
-                if abort():
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        return await retry_or_abort(
+            lambda: self.consumer.commit({tp: OffsetAndMetadata(offset, metadata)}), abort=abort,
+            retry_on=KafkaError, first=0.05, ceiling=2.0,
+            on_error=lambda exc, _: log.warning("commit of %s at %d failed: %s", tp, offset, exc))
 
     async def _publish_dead_letters(self, batch: OpenBatch, abort: Callable[[], bool]) -> bool:
         dlq = self.settings.topics.dead_letters
-        delay = 0.1
-        while True:
-            try:
-                futures = [await self.producer.send(
-                    dlq, value=_encode(d), key=f"{d.source_topic}/{d.partition}/{d.offset}".encode())
-                    for d in batch.dead]
-                await asyncio.gather(*futures)
-            except KafkaError as exc:
-                log.warning("publishing dead letters failed (%s); retrying", exc)
-                if abort():
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.sink_retry_max_s)
-                continue
-            for d in batch.dead:
-                DEAD_LETTERS.labels(d.reason).inc()
-            return True
+
+        async def publish() -> None:
+            futures = [await self.producer.send(dlq, value=_encode(d),
+                                                key=f"{d.source_topic}/{d.partition}/{d.offset}".encode())
+                       for d in batch.dead]
+            await asyncio.gather(*futures)
+
+        if not await retry_or_abort(publish, abort=abort, retry_on=KafkaError, first=0.1,
+                                    ceiling=self.settings.sink_retry_max_s,
+                                    on_error=lambda exc, _: log.warning("publishing dead letters failed (%s); "
+                                                                        "retrying", exc)):
+            return False
+        for d in batch.dead:
+            DEAD_LETTERS.labels(d.reason).inc()
+        return True
 
     # -- pause / lag ------------------------------------------------------------------------------------
     def set_paused(self, paused: bool) -> None:
         """Pause every assigned partition while the sink is down (``ClickHouseSink.on_outage``)."""
-        assigned = list(self.consumer.assignment())
-        if paused:
-            self.consumer.pause(*assigned)
-        else:
-            self.consumer.resume(*assigned)
-        PAUSED.set(1 if paused else 0)
+        set_paused(self.consumer, paused)
 
     def _update_lag(self) -> None:
         for tp, state in self.states.items():

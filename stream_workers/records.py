@@ -1,14 +1,24 @@
-"""What a handler makes of one Kafka record: deduplication keys with rows, and dead letters."""
+"""What a handler makes of one Kafka record: deduplication keys with rows, and dead letters.
+
+``parse_record`` is how the processor (and the rebuild of a deduplication window, ``recovery``) runs a
+handler: a record that makes the handler fail becomes a dead letter, the same way every time, so one bad
+record neither stops its partition nor makes a new owner decide differently from the old one.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from aiokafka.structs import TopicPartition
+
 from schemas.events import DeadLetter
 
-__all__ = ["PAYLOAD_LIMIT", "Handler", "Parsed", "dead_letter"]
+__all__ = ["PAYLOAD_LIMIT", "Handler", "Parsed", "dead_letter", "parse_record"]
+
+log = logging.getLogger(__name__)
 
 PAYLOAD_LIMIT: Final = 64 * 1024
 
@@ -46,3 +56,14 @@ def dead_letter(reason: str, error: str, payload: bytes | str | None, topic: str
     return DeadLetter(reason=reason, error=error[:1024], stage="worker", source_topic=topic, payload=text,
                       failed_at=int(time.time() * 1000), partition=partition, offset=offset,
                       agent_id=agent_id)
+
+
+def parse_record(handler: Handler, rec: Any, tp: TopicPartition, rows: bool) -> Parsed:
+    """``handler.parse``; a record that makes the handler fail becomes a dead letter (deterministically)."""
+    try:
+        return handler.parse(rec.value, tp.topic, tp.partition, rec.offset, rows=rows)
+    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
+        if rows:
+            log.exception("handler failed on %s/%d offset %d", tp.topic, tp.partition, rec.offset)
+        return Parsed(dead=[dead_letter("processing_error", repr(exc), rec.value, tp.topic, tp.partition,
+                                        rec.offset)])

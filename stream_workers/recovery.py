@@ -9,7 +9,6 @@ the partition; a partition that stays with its owner across a rebalance keeps it
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any, Final
@@ -19,28 +18,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from meterline.retry import retry
 from stream_workers.dedupe import WindowDeduper
 from stream_workers.errors import StreamWorkerError
-from stream_workers.records import Handler, Parsed, dead_letter
+from stream_workers.records import Handler, parse_record
 from stream_workers.settings import WorkerSettings
 
-__all__ = ["PENDING", "Recovery", "parse_record"]
+__all__ = ["PENDING", "Recovery"]
 
 log = logging.getLogger(__name__)
 
 #: Commit metadata prefix of a recorded batch range: offset ``start`` committed with "pending:<end>".
 PENDING: Final = "pending:"
-
-
-def parse_record(handler: Handler, rec: Any, tp: TopicPartition, rows: bool) -> Parsed:
-    """``handler.parse``; a record that makes the handler fail becomes a dead letter (deterministically)."""
-    try:
-        return handler.parse(rec.value, tp.topic, tp.partition, rec.offset, rows=rows)
-    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
-        if rows:
-            log.exception("handler failed on %s/%d offset %d", tp.topic, tp.partition, rec.offset)
-        return Parsed(dead=[dead_letter("processing_error", repr(exc), rec.value, tp.topic, tp.partition,
-                                        rec.offset)])
 
 
 class Recovery:
@@ -65,15 +54,9 @@ class Recovery:
     async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, tuple[int | None, int | None]]:
         if not tps:
             return {}
-        delay = 0.1
-        while True:
-            try:
-                found = await self._admin.list_consumer_group_offsets(self._group_id, partitions=tps)
-                break
-            except KafkaError as exc:
-                log.warning("reading committed offsets failed (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        found = await retry(lambda: self._admin.list_consumer_group_offsets(self._group_id, partitions=tps),
+                            retry_on=KafkaError, first=0.1, ceiling=5.0,
+                            on_error=lambda exc, _: log.warning("reading committed offsets failed (%s); retrying", exc))
         out: dict[TopicPartition, tuple[int | None, int | None]] = {}
         for tp in tps:
             meta = found.get(tp)
@@ -86,18 +69,18 @@ class Recovery:
 
     async def rebuild(self, handler: Handler, tp: TopicPartition, committed: int | None) -> WindowDeduper:
         """The deduplication state the previous owner had at ``committed`` (retried until Kafka answers)."""
-        delay = 0.2
-        while True:
+        if committed is None:
+            return WindowDeduper(self._window_ms)
+        start = committed
+
+        async def attempt() -> WindowDeduper:  # each attempt starts from an empty window
             deduper = WindowDeduper(self._window_ms)
-            if committed is None:
-                return deduper
-            try:
-                await self._rebuild(handler, tp, committed, deduper)
-                return deduper
-            except (KafkaError, StreamWorkerError) as exc:
-                log.warning("%s: rebuilding the dedupe window failed (%s); retrying", tp, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            await self._rebuild(handler, tp, start, deduper)
+            return deduper
+
+        return await retry(attempt, retry_on=(KafkaError, StreamWorkerError), first=0.2, ceiling=5.0,
+                           on_error=lambda exc, _: log.warning("%s: rebuilding the dedupe window failed (%s); "
+                                                               "retrying", tp, exc))
 
     async def _rebuild(self, handler: Handler, tp: TopicPartition, committed: int, deduper: WindowDeduper) -> None:
         reader = self._reader

@@ -25,6 +25,7 @@ from clickhouse_connect.driver.client import Client
 from meterline import faults
 from meterline.clickhouse import INSERT_SETTINGS
 from meterline.migrations import apply_migrations
+from meterline.retry import Aborted, retry, retry_or_abort
 from stream_workers.batch import SinkBatch, encode_batch
 from stream_workers.metrics import BATCHES_WRITTEN, INGEST_TO_STORED, SINK_BATCH_ROWS, SINK_LATENCY, SINK_RETRIES
 
@@ -76,17 +77,10 @@ class ClickHouseSink:
         return self._client
 
     async def start(self, abort: Abort = lambda: False) -> bool:
-        """Connect and migrate, retrying like a write."""
-        delay = 0.1
-        while not abort():
-            try:
-                await self._call(self._connect)
-                return True
-            except Exception as exc:  # noqa: BLE001 - any failure of the engine is retried
-                log.warning("ClickHouse not ready (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-        return False
+        """Connect and migrate, retrying like a write (any failure of the engine is retried)."""
+        return await retry_or_abort(
+            lambda: self._call(self._connect), abort=abort, first=0.1, ceiling=self._retry_max,
+            on_error=lambda exc, delay: log.warning("ClickHouse not ready (%s); retrying in %.1fs", exc, delay))
 
     def _insert(self, batch: SinkBatch) -> None:
         client = self._connect()
@@ -101,38 +95,42 @@ class ClickHouseSink:
                               settings=settings, fmt="JSONCompactEachRow")
 
     async def write(self, batch: SinkBatch, abort: Abort) -> bool:
-        delay = 0.1
-        while True:
-            started = time.perf_counter()
-            try:
-                await self._call(self._insert, batch)
-            except Exception as exc:  # noqa: BLE001 - the sink never raises; it retries
-                if faults.switch("sink.drop_on_error"):  # negative control: a sink that logs and moves on
-                    log.error("ClickHouse write of %s failed (%s); batch dropped", batch.token, exc)
-                    return True
-                SINK_RETRIES.labels("clickhouse").inc()
-                if not self.down:
-                    log.warning("ClickHouse write of %s failed (%s); pausing consumption and retrying",
-                                batch.token, exc)
-                    self._set_down(True)
-                if abort():
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-                if abort():
-                    return False
-                continue
-            if self.down:
-                log.warning("ClickHouse is back; resuming consumption")
-                self._set_down(False)
-            SINK_LATENCY.observe(time.perf_counter() - started)
-            BATCHES_WRITTEN.labels("clickhouse").inc()
-            now_ms = time.time() * 1000
-            for block in batch.blocks:
-                SINK_BATCH_ROWS.labels(block.table).observe(block.rows)
-            for ts in batch.record_ts:
-                INGEST_TO_STORED.observe(max(0.0, (now_ms - ts) / 1000))
-            return True
+        try:  # the sink never raises: any failure is retried until the batch is written or no longer ours
+            seconds = await retry(lambda: self._timed_insert(batch), abort=abort, first=0.1, ceiling=self._retry_max,
+                                  on_error=lambda exc, _: self._failed(batch, exc))
+        except Aborted:
+            return False
+        if seconds is None:
+            return True  # dropped: the sink.drop_on_error negative control
+        if self.down:
+            log.warning("ClickHouse is back; resuming consumption")
+            self._set_down(False)
+        SINK_LATENCY.observe(seconds)
+        BATCHES_WRITTEN.labels("clickhouse").inc()
+        now_ms = time.time() * 1000
+        for block in batch.blocks:
+            SINK_BATCH_ROWS.labels(block.table).observe(block.rows)
+        for ts in batch.record_ts:
+            INGEST_TO_STORED.observe(max(0.0, (now_ms - ts) / 1000))
+        return True
+
+    async def _timed_insert(self, batch: SinkBatch) -> float | None:
+        """Seconds one insert of ``batch`` took; None if it failed and the negative control dropped it."""
+        started = time.perf_counter()
+        try:
+            await self._call(self._insert, batch)
+        except Exception as exc:
+            if faults.switch("sink.drop_on_error"):  # negative control: a sink that logs and moves on
+                log.error("ClickHouse write of %s failed (%s); batch dropped", batch.token, exc)
+                return None
+            raise
+        return time.perf_counter() - started
+
+    def _failed(self, batch: SinkBatch, exc: BaseException) -> None:
+        SINK_RETRIES.labels("clickhouse").inc()
+        if not self.down:
+            log.warning("ClickHouse write of %s failed (%s); pausing consumption and retrying", batch.token, exc)
+            self._set_down(True)
 
     def _set_down(self, down: bool) -> None:
         self.down = down
@@ -160,18 +158,15 @@ class TopicSink:
         self._retry_max = retry_max_s
 
     async def write(self, batch: SinkBatch, abort: Abort) -> bool:
-        delay = 0.1
         payload = encode_batch(batch)
-        while True:
-            try:
-                await self._producer.send_and_wait(self._topic, value=payload, key=batch.token.encode())
-            except Exception as exc:  # noqa: BLE001 - retried like a ClickHouse write
-                SINK_RETRIES.labels("topic").inc()
-                log.warning("publishing sink batch %s failed (%s); retrying", batch.token, exc)
-                if abort():
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-                continue
-            BATCHES_WRITTEN.labels("topic").inc()
-            return True
+
+        def failed(exc: BaseException, _delay: float) -> None:
+            SINK_RETRIES.labels("topic").inc()
+            log.warning("publishing sink batch %s failed (%s); retrying", batch.token, exc)
+
+        if not await retry_or_abort(lambda: self._producer.send_and_wait(self._topic, value=payload,
+                                                                          key=batch.token.encode()),
+                                    abort=abort, first=0.1, ceiling=self._retry_max, on_error=failed):
+            return False  # any failure is retried, like a ClickHouse write
+        BATCHES_WRITTEN.labels("topic").inc()
+        return True

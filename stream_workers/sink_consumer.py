@@ -14,12 +14,12 @@ import logging
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from stream_workers.batch import decode_batch
-from stream_workers.metrics import PAUSED
+from stream_workers.consumer import Rebalance, set_paused
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import ClickHouseSink
 
@@ -28,20 +28,9 @@ __all__ = ["SinkConsumer"]
 log = logging.getLogger(__name__)
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints here
-    def __init__(self, owner: SinkConsumer) -> None:
-        self._owner = owner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._owner._rebalancing = True
-        async with self._owner._lock:
-            pass
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._owner._rebalancing = False
-
-
 class SinkConsumer:
+    """Writes the batches of the sink topic to ClickHouse, committing each after its write."""
+
     def __init__(self, settings: WorkerSettings, sink: ClickHouseSink) -> None:
         self.settings = settings
         self.sink = sink
@@ -57,15 +46,19 @@ class SinkConsumer:
             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
 
     def set_paused(self, paused: bool) -> None:
-        assigned = list(self.consumer.assignment())
-        if paused:
-            self.consumer.pause(*assigned)
-        else:
-            self.consumer.resume(*assigned)
-        PAUSED.set(1 if paused else 0)
+        """Pause the sink topic while ClickHouse is down (``ClickHouseSink.on_outage``)."""
+        set_paused(self.consumer, paused)
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._rebalancing = True  # a write in progress gives up; wait until it has
+        async with self._lock:
+            pass
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._rebalancing = False
 
     async def start(self) -> None:
-        self.consumer.subscribe([self.settings.sink_topic], listener=_Listener(self))
+        self.consumer.subscribe([self.settings.sink_topic], listener=Rebalance(self._on_revoked, self._on_assigned))
         await self.consumer.start()
         self._task = asyncio.create_task(self._run(), name="meterline-sink")
 

@@ -26,7 +26,7 @@ from gateway.dashboard.queries import DashboardQueries, TimeRange
 from meterline.clickhouse import INSERT_SETTINGS
 from schemas.events import UsageRecord
 from stream_workers.batch import OpenBatch
-from stream_workers.usage.agents import UsageHandler
+from stream_workers.handlers.usage import UsageHandler
 from tests.integration.dashboard import sample
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

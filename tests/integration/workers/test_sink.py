@@ -8,7 +8,7 @@ import msgspec
 
 from meterline.clickhouse import get_client
 from stream_workers.batch import OpenBatch
-from stream_workers.requests.agents import RequestHandler
+from stream_workers.handlers.requests import RequestHandler
 from stream_workers.sink import ClickHouseSink
 
 

@@ -30,7 +30,7 @@ def test_the_module_holds_data_only() -> None:
 
 def test_gateway_and_worker_use_this_list_and_keep_no_copy_of_their_own() -> None:
     root = Path(schemas.headers.__file__).resolve().parents[1]
-    for module in ("gateway/ingest.py", "stream_workers/enrich.py", "stream_workers/requests/agents.py"):
+    for module in ("gateway/ingest.py", "stream_workers/enrich.py", "stream_workers/handlers/requests.py"):
         source = (root / module).read_text(encoding="utf-8")
         assert "from schemas.headers import SECRET_HEADERS" in source, module
         assert '"x-api-key"' not in source and '"cookie"' not in source, module

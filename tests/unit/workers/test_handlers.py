@@ -8,8 +8,8 @@ import msgspec
 
 from schemas.events import UsageRecord
 from stream_workers.batch import OpenBatch, decode_batch, encode_batch
-from stream_workers.requests.agents import RequestHandler
-from stream_workers.usage.agents import UsageHandler
+from stream_workers.handlers.requests import RequestHandler
+from stream_workers.handlers.usage import UsageHandler
 
 enc = msgspec.json.Encoder()
 GOOD = {"request_id": "r1", "method": "tools/call", "path": "/mcp", "status_code": 200, "response_ms": 2.0,
@@ -88,7 +88,7 @@ def test_a_handler_bug_becomes_a_dead_letter_not_a_stopped_partition() -> None:
 
     from aiokafka.structs import TopicPartition
 
-    from stream_workers.recovery import parse_record
+    from stream_workers.records import parse_record
 
     class Broken(RequestHandler):
         def parse(self, value: bytes | None, topic: str, partition: int, offset: int, rows: bool = True) -> Any:
@@ -102,7 +102,7 @@ def test_a_handler_bug_becomes_a_dead_letter_not_a_stopped_partition() -> None:
 
 def test_dead_letter_mirror_keys_ignore_the_publish_time_of_replayed_worker_letters() -> None:
     from schemas.events import DeadLetter
-    from stream_workers.deadletters import DeadLetterHandler
+    from stream_workers.handlers.dead_letters import DeadLetterHandler
 
     h = DeadLetterHandler()
     worker = DeadLetter(reason="schema", error="e", stage="worker", source_topic="req", payload="{}", failed_at=1,

@@ -40,7 +40,7 @@ def test_create_app_builds_a_faust_app_without_connecting() -> None:
     assert isinstance(app, faust.App)
     assert app.conf.id == "emb.workers"
     assert app.conf.broker_session_timeout == 7
-    assert app.meterline_settings is settings  # type: ignore[attr-defined]
+    assert app.meterline_settings is settings
     services = app._extra_services
     assert len(services) == 1 and issubclass(services[0], WorkerService)  # type: ignore[arg-type]
 
@@ -49,4 +49,4 @@ def test_public_names() -> None:
     assert stream_workers.__all__ == ["StreamWorkerError"]
     import stream_workers.app as app_module
 
-    assert sorted(app_module.__all__) == ["WorkerService", "create_app", "sink_topic_spec"]
+    assert sorted(app_module.__all__) == ["WorkerApp", "WorkerService", "create_app", "sink_topic_spec"]
