@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY meterline ./meterline
 COPY gateway ./gateway
 COPY stream_workers ./stream_workers
+COPY dashboards ./dashboards
 COPY schemas ./schemas
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin meterline \

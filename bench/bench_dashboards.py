@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.dashboard.queries import DashboardQueries, TimeRange
+from dashboards.queries import DashboardQueries, TimeRange
 from meterline.clickhouse import INSERT_SETTINGS, get_client
 from meterline.local.ports import free_port
 from meterline.migrations import apply_migrations

@@ -1,19 +1,22 @@
-"""Shared FastAPI dependencies (``Annotated`` aliases) — reused by the read API's routers.
+"""Who is calling: the one place the gateway reads a bearer token and decides what it allows.
 
-- ``RuntimeDep`` / ``SettingsDep``: the process's ``GatewayRuntime`` and settings.
-- ``AgentDep``: the agent that owns the bearer key (401 missing/unknown, 403 revoked).
-- ``AgentAccessDep`` / ``authorize_agent_access(request, agent_id)``: the caller may read
-  ``agent_id``'s data — its own key, or the operator token (``METERLINE_OPERATOR_TOKEN``),
-  both compared in constant time.
+- ``bearer_token(request)``: the token of ``Authorization: Bearer <token>`` — read here and nowhere else.
+- ``authenticate_agent(request)``: the agent that owns the key (ingest; 401 missing/unknown, 403 revoked).
+- ``is_operator_token`` / ``require_operator``: the caller presents ``METERLINE_OPERATOR_TOKEN``,
+  compared as SHA-256 digests in constant time (neither the token nor its length leaks through timing).
+- ``authorize_agent_access(request, agent_id)``: the caller may read ``agent_id``'s data — its own
+  key, or the operator token (the read API's ``read_access``, mounted by ``gateway/read_api.py``).
+- ``RuntimeDep``: the process's ``GatewayRuntime``, for routes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, status
 
 from gateway.errors import AuthError, Forbidden
 from gateway.keys.registry import AgentIdentity
@@ -26,16 +29,11 @@ def get_runtime(request: Request) -> GatewayRuntime:
     return runtime
 
 
-def get_settings(request: Request) -> GatewaySettings:
-    return get_runtime(request).settings
-
-
 RuntimeDep = Annotated[GatewayRuntime, Depends(get_runtime)]
-SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 
 
 def bearer_token(request: Request) -> str | None:
-    """The token of ``Authorization: Bearer <token>`` (None when absent or another scheme)."""
+    """The token of ``Authorization: Bearer <token>`` (None when absent, empty or another scheme)."""
     header = request.headers.get("authorization")
     if not header:
         return None
@@ -55,7 +53,23 @@ def authenticate_agent(request: Request) -> AgentIdentity:
         raise
 
 
-AgentDep = Annotated[AgentIdentity, Depends(authenticate_agent)]
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def is_operator_token(settings: GatewaySettings, token: str | None) -> bool:
+    """Whether ``token`` is the operator token (none is configured: never)."""
+    if token is None or settings.operator_token is None:
+        return False
+    expected = settings.operator_token.get_secret_value()
+    return bool(expected) and hmac.compare_digest(_digest(token), _digest(expected))
+
+
+def require_operator(request: Request) -> None:
+    """Return if the caller presents the operator token; else ``HTTPException`` 401."""
+    if not is_operator_token(get_runtime(request).settings, bearer_token(request)):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "operator token required",
+                            headers={"WWW-Authenticate": "Bearer"})
 
 
 @dataclass(frozen=True)
@@ -64,13 +78,6 @@ class Principal:
 
     operator: bool
     agent: AgentIdentity | None = None
-
-
-def is_operator_token(settings: GatewaySettings, token: str | None) -> bool:
-    if token is None or settings.operator_token is None:
-        return False
-    expected = settings.operator_token.get_secret_value()
-    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
 
 
 def authorize_agent_access(request: Request, agent_id: str) -> Principal:
@@ -90,18 +97,13 @@ def authorize_agent_access(request: Request, agent_id: str) -> Principal:
     return Principal(operator=False, agent=identity)
 
 
-AgentAccessDep = Annotated[Principal, Depends(authorize_agent_access)]
-
 __all__ = [
-    "AgentAccessDep",
-    "AgentDep",
     "Principal",
     "RuntimeDep",
-    "SettingsDep",
     "authenticate_agent",
     "authorize_agent_access",
     "bearer_token",
     "get_runtime",
-    "get_settings",
     "is_operator_token",
+    "require_operator",
 ]

@@ -1,20 +1,25 @@
 """Assemble the gateway app: routers, error handlers, and the runtime owned by the lifespan.
 
-Embedding contract (the one-command local stack): ``create_app(settings, extra_routers=...)``
-returns a FastAPI app whose lifespan starts and stops ``app.state.runtime`` (producer, key
-registry, MQTT bridge when ``settings.bridge``). ``faust.contrib.asgi.serve_asgi`` runs the
-lifespan too. Hosts without lifespan support pass ``manage_runtime=False`` and drive
-``app.state.runtime.start()`` / ``.stop()`` themselves.
+The gateway is the ingest path (``POST /v1/ingest``, the MQTT bridge, API keys, health and metrics)
+and, when it knows a ClickHouse (``settings.clickhouse_url``, or ``read_client``), it also serves the
+query path: the read API and dashboard page of ``dashboards``, mounted by ``gateway/read_api.py``.
+
+Embedding contract (the one-command local stack): ``create_app(settings)`` returns a FastAPI app
+whose lifespan starts and stops ``app.state.runtime`` (producer, key registry, MQTT bridge when
+``settings.bridge``). ``faust.contrib.asgi.serve_asgi`` runs the lifespan too. Hosts without lifespan
+support pass ``manage_runtime=False`` and drive ``app.state.runtime.start()`` / ``.stop()`` themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI, Request, Response
 
+from gateway import read_api
 from gateway.errors import GatewayError
 from gateway.routers import health, ingest
 from gateway.routers.openapi import complete_document
@@ -22,9 +27,10 @@ from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
 
 
-def create_app(settings: GatewaySettings | None = None, *, extra_routers: Sequence[APIRouter] = (),
-               runtime: GatewayRuntime | None = None, manage_runtime: bool = True) -> FastAPI:
-    """The gateway ASGI app. ``runtime`` may be given to share one with other components."""
+def create_app(settings: GatewaySettings | None = None, *, runtime: GatewayRuntime | None = None,
+               manage_runtime: bool = True, read_client: Client | None = None) -> FastAPI:
+    """The gateway ASGI app. ``runtime`` may be given to share one with other components; ``read_client``,
+    a ClickHouse client the process already owns, for the read API to share."""
     runtime = runtime or GatewayRuntime(settings)
 
     @asynccontextmanager
@@ -47,8 +53,8 @@ def create_app(settings: GatewaySettings | None = None, *, extra_routers: Sequen
     app.state.runtime = runtime
     app.include_router(ingest.router)
     app.include_router(health.router)
-    for router in extra_routers:
-        app.include_router(router)
+    if runtime.settings.clickhouse_url or read_client is not None:
+        read_api.mount(app, *read_api.clickhouse_clients(runtime.settings.clickhouse_url, read_client))
 
     def openapi() -> dict[str, Any]:  # the bearer scheme, and links from ingest to the read views mounted
         if app.openapi_schema is None:

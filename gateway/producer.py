@@ -32,6 +32,7 @@ from aiokafka.errors import (
 from gateway.errors import KafkaUnavailable
 from gateway.metrics import GatewayMetrics
 from meterline import faults
+from meterline.retry import retry_or_abort
 
 log = logging.getLogger(__name__)
 
@@ -161,21 +162,23 @@ class EventProducer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), self.timeout)
             self._unresolved.clear()  # futures of the old producer: it is gone
-            while self._started:
-                fresh = AIOKafkaProducer(**self._options)
-                try:
-                    await asyncio.wait_for(fresh.start(), self.timeout * 2)
-                except (KafkaError, OSError, TimeoutError) as exc:
-                    log.warning("Kafka producer restart failed (%r); retrying", exc)
-                    with contextlib.suppress(Exception):
-                        await fresh.stop()
-                    await asyncio.sleep(1.0)
-                    continue
-                self._producer = fresh
+            if await retry_or_abort(self._start_fresh, abort=lambda: not self._started,
+                                    retry_on=(KafkaError, OSError, TimeoutError), first=1.0, ceiling=1.0,
+                                    on_error=lambda exc, _: log.warning("Kafka producer restart failed (%r); "
+                                                                        "retrying", exc)):
                 log.info("Kafka producer restarted")
-                return
         finally:
             self._resetting = None
+
+    async def _start_fresh(self) -> None:
+        fresh = AIOKafkaProducer(**self._options)
+        try:
+            await asyncio.wait_for(fresh.start(), self.timeout * 2)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await fresh.stop()
+            raise
+        self._producer = fresh
 
     def _mark_unresolved(self, futures: list[asyncio.Future[Any]]) -> None:
         for fut in futures:

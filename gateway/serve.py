@@ -19,14 +19,8 @@ def serve(settings: GatewaySettings | None = None, *, access_log: bool = False) 
     fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     if os.environ.get("METERLINE_LOG_FORMAT", "text").lower() == "json":
         configure(fmt="json")  # uvicorn keeps the root configuration when log_config is None
-    # The read API and dashboard page need ClickHouse; a write-only gateway (no CLICKHOUSE_URL) omits them.
-    routers = []
-    if clickhouse_url := os.environ.get("CLICKHOUSE_URL"):
-        from gateway.dashboard.wiring import gateway_dashboard_router
-
-        routers.append(gateway_dashboard_router(clickhouse_url))
     uvicorn.run(
-        create_app(settings, extra_routers=routers), host=settings.host, port=settings.port, access_log=access_log,
+        create_app(settings), host=settings.host, port=settings.port, access_log=access_log,
         loop="uvloop" if fast else "asyncio", http="httptools" if fast else "h11",
         timeout_graceful_shutdown=int(settings.drain_timeout) or None, log_level=logging.INFO,
         server_header=False, log_config=None,

@@ -37,6 +37,9 @@ class GatewaySettings(BaseSettings):
     partitions: int = Field(default=6, ge=1, validation_alias=_env("METERLINE_PARTITIONS", "partitions"))
     #: METERLINE_GATEWAY_CREATE_TOPICS — create missing topics at start-up (idempotent).
     create_topics: bool = True
+    #: CLICKHOUSE_URL — http(s)://user:pass@host:8123/db or chdb:///dir the read API and the dashboard
+    #: page read (opened on the first read); unset: a write-only gateway, without them.
+    clickhouse_url: str | None = Field(default=None, validation_alias=_env("CLICKHOUSE_URL", "clickhouse_url"))
     #: METERLINE_GATEWAY_HOST / METERLINE_GATEWAY_PORT — where `meterline gateway` listens.
     host: str = "127.0.0.1"
     port: int = Field(default=9092, validation_alias=_env("METERLINE_GATEWAY_PORT", "port"))

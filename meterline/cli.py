@@ -16,7 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "meterline.commands.stack",
     "meterline.commands.demo",
     "gateway.cli",
-    "meterline.commands.dashboard",
+    "dashboards.cli",
     "stream_workers.cli",
 )
 

@@ -34,6 +34,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.producer import EventProducer
 from gateway.settings import GatewaySettings
 from meterline import faults
+from meterline.retry import retry, retry_or_abort
 from schemas.events import ApiKeyRecord, Heartbeat, KeysRequest
 from schemas.topics import Topics
 
@@ -106,16 +107,14 @@ class MqttBridge:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def _connect_loop(self) -> None:
-        delay = self.retry_delay
-        while not self._stopping:
-            try:
-                await self._client.connect(self.host, self.port, ssl=self.ssl_context or False, keepalive=30)
-                return  # from here gmqtt reconnects by itself
-            except Exception as exc:  # noqa: BLE001 - broker down or refusing: retry with backoff
-                log.warning("MQTT bridge: cannot connect to %s:%d (%r); retrying in %.1fs", self.host, self.port,
-                            exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """Connect, retrying while the broker is down or refusing; from then on gmqtt reconnects by itself."""
+        def failed(exc: BaseException, delay: float) -> None:
+            log.warning("MQTT bridge: cannot connect to %s:%d (%r); retrying in %.1fs", self.host, self.port, exc,
+                        delay)
+
+        await retry_or_abort(lambda: self._client.connect(self.host, self.port, ssl=self.ssl_context or False,
+                                                          keepalive=30),
+                             abort=lambda: self._stopping, first=self.retry_delay, ceiling=10.0, on_error=failed)
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop taking messages; in-flight reports finish (acked) or stay unacked for redelivery."""
@@ -200,17 +199,13 @@ class MqttBridge:
 
     async def _produce(self, kafka_topic: str, key: bytes | None, value: bytes) -> None:
         """Publish until Kafka acks; the caller's PUBACK waits for this (cancelled → never acked)."""
-        delay = self.retry_delay
-        while True:
-            try:
-                await self.producer.send(kafka_topic, key or b"", [value])
-                return
-            except KafkaUnavailable as exc:
-                if self._stopping:
-                    raise asyncio.CancelledError from exc  # leave the message unacked for redelivery
-                log.warning("MQTT bridge: Kafka unavailable (%s); retrying in %.1fs", exc.message, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        def failed(exc: BaseException, delay: float) -> None:
+            if self._stopping:
+                raise asyncio.CancelledError from exc  # leave the message unacked for redelivery
+            log.warning("MQTT bridge: Kafka unavailable (%s); retrying in %.1fs", exc, delay)
+
+        await retry(lambda: self.producer.send(kafka_topic, key or b"", [value]), retry_on=KafkaUnavailable,
+                    first=self.retry_delay, ceiling=5.0, on_error=failed)
 
     # --- key status -------------------------------------------------------------------------------
     def _keys_request(self, payload: bytes) -> int:

@@ -110,7 +110,6 @@ def run_embedded(banner: str, stop: BoundedStop) -> int:
     from faust.contrib.asgi import serve_asgi
     from prometheus_client import REGISTRY
 
-    from gateway.dashboard.wiring import gateway_dashboard_router
     from gateway.main import create_app as create_gateway
     from gateway.runtime import GatewayRuntime
     from gateway.settings import GatewaySettings
@@ -123,13 +122,13 @@ def run_embedded(banner: str, stop: BoundedStop) -> int:
     stack = StackSettings()
     worker_settings = WorkerSettings()
     gateway_settings = GatewaySettings(bridge=bool(os.environ.get("MQTT_URL")), host="127.0.0.1",
-                                       port=stack.meterline_gateway_port)
+                                       port=stack.meterline_gateway_port,
+                                       clickhouse_url=worker_settings.effective_clickhouse_url())
     worker_app = create_worker(worker_settings)
     async def build_gateway() -> Any:  # aiokafka clients must be created with the loop running
         runtime = GatewayRuntime(gateway_settings)
         runtime.metrics.include(REGISTRY)  # the worker's series (lag, dedupe, sink) on the same /metrics
-        return create_gateway(gateway_settings, runtime=runtime,
-                              extra_routers=[gateway_dashboard_router(worker_settings.effective_clickhouse_url())])
+        return create_gateway(gateway_settings, runtime=runtime)
 
     gateway_app = loop.run_until_complete(build_gateway())
     serve_asgi(worker_app, gateway_app, host="127.0.0.1", port=stack.meterline_gateway_port, log_level="warning")

@@ -1,6 +1,8 @@
-"""A real uvicorn serving the dashboard router on a free port, in a thread of the test process.
+"""A real uvicorn serving the read API and page on a free port, in a thread of the test process.
 
 chDB belongs to one process, so the server runs in the process that owns the ``clickhouse`` fixture.
+The routes are mounted as the gateway mounts them (``gateway.read_api.mount``: the gateway's auth, here
+the operator token of an unstarted runtime that knows no API key), without the gateway's ingest side.
 """
 
 from __future__ import annotations
@@ -9,27 +11,25 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import uvicorn
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 
-from gateway.dashboard import create_dashboard_router, operator_token_authorizer
-from gateway.dashboard.auth import operator_token_check
+from gateway import read_api
+from gateway.runtime import GatewayRuntime
+from gateway.settings import GatewaySettings
 from meterline.local.ports import free_port
 
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 
 
 def dashboard_app(client: Client, sql_client: Client | None = None) -> FastAPI:
-    """The router alone, operator-token auth; with ``sql_client`` also the operator's ``POST /v1/sql``."""
+    """The read API and page, operator-token auth; with ``sql_client`` also the operator's ``POST /v1/sql``."""
     app = FastAPI()
-    extra: dict[str, Any] = {}
-    if sql_client is not None:
-        extra = {"sql_client_factory": lambda: sql_client, "authorize_operator": operator_token_check(OPERATOR_TOKEN)}
-    app.include_router(create_dashboard_router(lambda: client, operator_token_authorizer(OPERATOR_TOKEN), **extra))
+    app.state.runtime = GatewayRuntime(GatewaySettings(operator_token=OPERATOR_TOKEN))
+    read_api.mount(app, lambda: client, (lambda: sql_client) if sql_client is not None else None)
     return app
 
 

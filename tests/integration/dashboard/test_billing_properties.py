@@ -22,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.dashboard.queries import DashboardQueries, TimeRange
+from dashboards.queries import DashboardQueries, TimeRange
 from meterline.clickhouse import INSERT_SETTINGS
 from schemas.events import UsageRecord
 from stream_workers.batch import OpenBatch

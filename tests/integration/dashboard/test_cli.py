@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from gateway.dashboard.queries import DashboardQueries
+from dashboards.cli import render_summary
+from dashboards.queries import DashboardQueries
 from meterline.cli import main
-from meterline.commands.dashboard import render_summary
 from tests.integration.dashboard import sample
 
 

@@ -1,11 +1,10 @@
-"""The dashboard router mounted in the real gateway app: owner auth through the real key registry."""
+"""The read API mounted in the real gateway app: owner auth through the real key registry."""
 
 from __future__ import annotations
 
 import httpx
 from clickhouse_connect.driver.client import Client
 
-from gateway.dashboard import gateway_dashboard_router
 from gateway.keys.admin import create_key
 from gateway.main import create_app
 from gateway.runtime import GatewayRuntime
@@ -28,7 +27,7 @@ async def test_agent_reads_own_dashboard_only_and_operator_reads_all(
     sample.insert_requests(clickhouse, reqs)
     settings = GatewaySettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix,
                                partitions=topics.partitions, create_topics=False, operator_token=OPERATOR)
-    app = create_app(settings, extra_routers=[gateway_dashboard_router(client=clickhouse)])
+    app = create_app(settings, read_client=clickhouse)
     async with app.router.lifespan_context(app):
         runtime: GatewayRuntime = app.state.runtime
         key_a = await _key(runtime, "agent-a")

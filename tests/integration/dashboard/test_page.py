@@ -68,8 +68,8 @@ def test_read_api_requires_credentials_and_answers_with_the_views(live: Any) -> 
         page = http.get(f"/dashboard/{AGENT}")
         assert page.status_code == 200 and "Speed Insights" in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
-        assert http.get("/dashboard/static/..%2Frouter.py").status_code == 404
-        assert "create_dashboard_router" not in http.get("/dashboard/static/../router.py").text
+        assert http.get("/dashboard/static/..%2Fpage.py").status_code == 404
+        assert "STATIC_FILES" not in http.get("/dashboard/static/../page.py").text
         assert http.get("/dashboard/static/queries.py").status_code == 404
 
 

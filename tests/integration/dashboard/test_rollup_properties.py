@@ -24,7 +24,7 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.dashboard.queries import DashboardQueries, TimeRange
+from dashboards.queries import DashboardQueries, TimeRange
 from tests.integration.dashboard import sample
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from gateway.dashboard.errors import DashboardError
-from gateway.dashboard.queries import DashboardQueries, TimeRange, query_names
+from dashboards.errors import DashboardError
+from dashboards.queries import DashboardQueries, TimeRange, query_names
 from tests.integration.dashboard import sample
 
 AGENTS = ["agent-a", "agent-b", "agent-c"]
@@ -43,7 +43,7 @@ def same_map(got: dict[Any, tuple[Any, ...]], want: dict[Any, tuple[Any, ...]]) 
 
 
 def test_every_view_file_is_parameterised_select() -> None:
-    from gateway.dashboard.queries import load_sql
+    from dashboards.queries import load_sql
 
     names = query_names()
     assert {"overview", "daily", "customers", "tools", "logs", "performance", "latency_histogram",

@@ -1,7 +1,7 @@
 """Stateful fuzzing of everything the gateway serves over HTTP, from its own OpenAPI document.
 
 The app is assembled as ``meterline gateway`` (with CLICKHOUSE_URL) and ``meterline up`` assemble
-it: ``create_app`` with the read API of ``gateway_dashboard_router``, served by uvicorn, on the
+it: ``create_app`` with ``clickhouse_url`` (so with the read API), served by uvicorn, on the
 session's real Kafka and a chDB database holding sample traffic of the key's agent. Schemathesis
 walks the document's links (an ingest answer names the key's agent; a view's answer names its agent
 and echoes its range) in bounded random sequences of calls, authenticated with a real API key and
@@ -37,7 +37,6 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from gateway.dashboard.wiring import gateway_dashboard_router
 from gateway.keys.admin import create_key
 from gateway.main import create_app
 from gateway.settings import GatewaySettings
@@ -80,8 +79,8 @@ def stack(kafka_bootstrap: str, clickhouse: Client, clickhouse_dsn: str) -> Iter
     now = datetime.now(UTC).replace(microsecond=0)
     sample.insert_requests(clickhouse, sample.make_requests([AGENT, "agent-other"], 300, seed=5, now=now))
     sample.insert_usage(clickhouse, sample.make_usage([AGENT], 100, seed=5, now=now - timedelta(days=1)))
-    app = create_app(make_settings(kafka_bootstrap, topics, rate_limit=100_000, rate_burst=100_000),
-                     extra_routers=[gateway_dashboard_router(clickhouse_dsn)])
+    app = create_app(make_settings(kafka_bootstrap, topics, rate_limit=100_000, rate_burst=100_000,
+                                   clickhouse_url=clickhouse_dsn))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="fuzz-gateway", daemon=True)
@@ -153,8 +152,8 @@ def test_stateful_fuzz_of_the_whole_http_surface(stack: Stack) -> None:
 @pytest.mark.parametrize("with_reads", [False, True])
 def test_the_document_declares_bearer_auth_and_links_only_to_operations_it_serves(with_reads: bool) -> None:
     """A write-only gateway (no CLICKHOUSE_URL) documents no link to a read view it does not serve."""
-    routers = [gateway_dashboard_router("chdb:///nonexistent?database=unused")] if with_reads else []
-    document = create_app(GatewaySettings(), extra_routers=routers).openapi()
+    url = "chdb:///nonexistent?database=unused" if with_reads else None
+    document = create_app(GatewaySettings(clickhouse_url=url)).openapi()
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     operation_ids = {op["operationId"] for item in document["paths"].values() for op in item.values()}
     links = [link for item in document["paths"].values() for op in item.values()

@@ -1,4 +1,4 @@
-"""Health, readiness, metrics, the OpenAPI document, extra routers and a draining shutdown."""
+"""Health, readiness, metrics, the OpenAPI document, routes added by an embedder and a draining shutdown."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ async def test_extra_routers_and_draining_shutdown(kafka_bootstrap: str, topics:
     async def hello() -> dict[str, str]:
         return {"hello": "world"}
 
-    app = create_app(make_settings(kafka_bootstrap, topics, linger_ms=50), extra_routers=[extra])
+    app = create_app(make_settings(kafka_bootstrap, topics, linger_ms=50))
+    app.include_router(extra)
     runtime: GatewayRuntime = app.state.runtime
     await runtime.start()
     key = await new_key(runtime, "agent-d")

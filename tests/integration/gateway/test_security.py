@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
-from gateway.deps import AgentAccessDep
+from gateway.deps import Principal, authorize_agent_access
 from gateway.keys.admin import revoke_key
 from gateway.keys.format import hash_key
 from gateway.main import create_app
@@ -98,7 +99,8 @@ async def test_operator_token_and_owner_access(gateway: GatewayRuntime, agent_ke
     router = APIRouter()
 
     @router.get("/v1/agents/{agent_id}/whoami")
-    async def whoami(agent_id: str, principal: AgentAccessDep) -> dict[str, object]:
+    async def whoami(agent_id: str, principal: Annotated[Principal, Depends(authorize_agent_access)]
+                     ) -> dict[str, object]:
         return {"operator": principal.operator}
 
     app = FastAPI()

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from gateway.dashboard.export import usage_to_csv
-from gateway.dashboard.queries import TimeRange
-from meterline.commands.dashboard import check_read_only, format_table, parse_period, sparkline
+from dashboards.cli import check_read_only, format_table, parse_period, sparkline
+from dashboards.export import usage_to_csv
+from dashboards.queries import TimeRange
 from meterline.errors import MeterlineError
 
 

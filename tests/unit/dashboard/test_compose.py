@@ -156,20 +156,20 @@ def test_dockerfile_copies_what_exists_and_installs_the_package() -> None:
         for source in sources:
             assert (ROOT / source).exists(), source
     assert "pip install ." in text and re.search(r"^USER (?!root)\w+", text, re.M)
-    for package in ("meterline", "gateway", "stream_workers", "schemas"):
+    for package in ("meterline", "gateway", "stream_workers", "dashboards", "schemas"):
         assert re.search(rf"^COPY {package} ", text, re.M), package
 
 
 def test_optional_grafana_uses_the_same_sql_files(services: dict[str, dict[str, Any]]) -> None:
     import json
 
-    from gateway.dashboard.grafana import OUTPUT, PANELS, grafana_sql, render
-    from gateway.dashboard.queries import load_sql
+    from dashboards.grafana import OUTPUT, PANELS, grafana_sql, render
+    from dashboards.queries import load_sql
 
     grafana = services["grafana"]
     assert grafana["profiles"] == ["grafana"] and "grafana-clickhouse-datasource" in grafana["environment"][
         "GF_INSTALL_PLUGINS"]
-    assert OUTPUT.read_text() == render(), "run: python -m gateway.dashboard.grafana"
+    assert OUTPUT.read_text() == render(), "run: python -m dashboards.grafana"
     board = json.loads(OUTPUT.read_text())
     sqls = [p["targets"][0]["rawSql"] for p in board["panels"]]
     assert len(sqls) == len(PANELS)

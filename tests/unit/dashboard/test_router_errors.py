@@ -1,4 +1,8 @@
-"""The router's answers when ClickHouse cannot be reached or the parameters are wrong (no services)."""
+"""The read API's answers when ClickHouse cannot be reached or the parameters are wrong (no services).
+
+The routes are mounted as the gateway mounts them (``gateway.read_api.mount``: its auth, here with the
+operator token of an unstarted runtime) over a ClickHouse client factory of the test's.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from urllib.parse import quote, unquote
 import httpx
 from fastapi import FastAPI
 
-from gateway.dashboard import create_dashboard_router, operator_token_authorizer
+from gateway import read_api
+from gateway.runtime import GatewayRuntime
+from gateway.settings import GatewaySettings
 from meterline.errors import InfrastructureError
 
 TOKEN = "unit-operator-token-123456"
@@ -18,7 +24,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def _app(factory: Any) -> httpx.AsyncClient:
     app = FastAPI()
-    app.include_router(create_dashboard_router(factory, operator_token_authorizer(TOKEN)))
+    app.state.runtime = GatewayRuntime(GatewaySettings(operator_token=TOKEN))
+    read_api.mount(app, factory)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dashboard")
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.dashboard.queries import TimeRange, utcnow, whole_ms
+from dashboards.queries import TimeRange, utcnow, whole_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),  # noqa: DTZ001 - naive bounds, as hypothesis wants

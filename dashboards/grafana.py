@@ -1,4 +1,4 @@
-"""Grafana dashboard built from the same SQL files (``python -m gateway.dashboard.grafana``).
+"""Grafana dashboard built from the same SQL files (``python -m dashboards.grafana``).
 
 Writes ``deploy/grafana/dashboards/meterline.json`` for the optional ``grafana`` profile of
 docker-compose.yml. Each panel's SQL is a file of ``schemas/queries`` with its server-side
@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.dashboard.queries import load_sql
+from dashboards.queries import load_sql
 
 DATASOURCE: Final = {"type": "grafana-clickhouse-datasource", "uid": "meterline-clickhouse"}
-OUTPUT: Final = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "meterline.json"
+OUTPUT: Final = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards" / "meterline.json"
 _FROM, _TO = "$__fromTime", "$__toTime"
 _SUBSTITUTIONS: Final = {
     "agent_id": "'${agent_id}'",

@@ -1,7 +1,7 @@
-"""Run the dashboard SQL files of ``schemas/queries`` with bound parameters (SPEC §6).
+"""Run the dashboard SQL files of ``schemas/queries`` with bound parameters: one method per view.
 
 Each public method of :class:`DashboardQueries` is one view. Methods are synchronous (chDB has no
-async client); the router calls them in Starlette's thread pool. Values are bound by the engine as
+async client); the routes call them in Starlette's thread pool. Values are bound by the engine as
 server-side parameters (``{agent_id:String}``), never formatted into SQL text.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, get_args
 from clickhouse_connect.driver.client import Client
 
 import schemas
-from gateway.dashboard.errors import DashboardError
+from dashboards.errors import DashboardError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What the read API declares in the OpenAPI document: response bodies, error answers, links, auth.
 
-The routes return plain dicts (the views' rows); the models here only describe them (the router
-passes them as ``responses={200: {"model": ...}}``, so nothing is validated or re-serialised at run
+The routes return plain dicts (the views' rows); the models here only describe them (the routes
+pass them as ``responses={200: {"model": ...}}``, so nothing is validated or re-serialised at run
 time). ``extra="forbid"`` makes the document list every field; the stateful fuzz test
 (``tests/integration/gateway/test_fuzz.py``) checks every answer against it.
 

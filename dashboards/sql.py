@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
-from gateway.dashboard.errors import DashboardError
+from dashboards.errors import DashboardError
 
 #: Statements ad-hoc SQL may start with.
 READ_ONLY_STATEMENTS: Final = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")

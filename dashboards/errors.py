@@ -1,4 +1,4 @@
-"""The dashboard package's root exception."""
+"""The dashboards package's root exception."""
 
 from __future__ import annotations
 

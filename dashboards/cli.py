@@ -1,8 +1,8 @@
 """``meterline sql``, ``meterline dashboard --agent X`` and ``meterline export usage``: dashboards in a shell.
 
-All three read ClickHouse at ``CLICKHOUSE_URL`` (default: the local stack's embedded chDB, which
-only one process can open — while ``meterline up`` runs, point ``CLICKHOUSE_URL`` at a server or
-use the HTTP dashboard instead).
+All three read ClickHouse at ``CLICKHOUSE_URL`` (default: the local stack's embedded chDB). Only one
+process can open an embedded engine: while ``meterline up`` holds it, or when told ``--gateway URL``,
+they read through the gateway's read API instead (``remote``), with an agent's key or the operator token.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any, Final, TextIO
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from gateway.dashboard.export import csv_value, usage_to_csv
-from gateway.dashboard.queries import PERIODS, DashboardQueries, TimeRange, utcnow
-from gateway.dashboard.remote import RemoteViews
-from gateway.dashboard.sqlguard import check_read_only, run_read_only
+from dashboards.export import csv_value, usage_to_csv
+from dashboards.queries import PERIODS, DashboardQueries, TimeRange, utcnow
+from dashboards.remote import RemoteViews
+from dashboards.sql import check_read_only, run_read_only
 from meterline.clickhouse import get_client, parse_dsn
 from meterline.errors import ConfigError, InfrastructureError, MeterlineError
 from meterline.settings import StackSettings

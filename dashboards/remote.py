@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import httpx
 
-from gateway.dashboard.errors import DashboardError
-from gateway.dashboard.queries import TimeRange
+from dashboards.errors import DashboardError
+from dashboards.queries import TimeRange
 
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 

@@ -1,4 +1,7 @@
-"""CSV export of billing usage (SPEC §6: per customer and period), shared by the API and the CLI."""
+"""CSV export of billing usage per customer app and period, shared by the read API and the CLI.
+
+A spreadsheet opens it, so text that would run as a formula there is neutralised (CSV injection).
+"""
 
 from __future__ import annotations
 

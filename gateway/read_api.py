@@ -1,0 +1,64 @@
+"""The read path as the gateway serves it: the dashboards' routes, with the gateway's auth and ClickHouse.
+
+The one gateway module that knows ``dashboards`` (the import-layer test allows this edge and no other).
+``mount`` includes the read API and the dashboard page in the gateway app and fills in what the routes
+leave to their host (``app.dependency_overrides``): an agent reads its own data with its API key (the
+key registry), the operator reads everything with ``METERLINE_OPERATOR_TOKEN`` (``gateway.deps``).
+
+ClickHouse is opened lazily, on the first read, so a gateway whose ClickHouse is down still ingests.
+The operator's read-only ``POST /v1/sql`` gets a client of its own (so that ``meterline sql`` works while
+the embedded engine belongs to the running stack); a gateway given only a shared client has none to
+open, and serves no SQL.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
+
+from dashboards import page, routes
+from gateway.deps import authorize_agent_access, require_operator
+from meterline.clickhouse import get_client
+
+__all__ = ["clickhouse_clients", "lazy_client", "mount"]
+
+
+def lazy_client(clickhouse_url: str) -> routes.ClientFactory:
+    """A factory that opens one client for ``clickhouse_url`` on first use (and returns it after)."""
+    lock = threading.Lock()
+    holder: list[Client] = []
+
+    def factory() -> Client:
+        with lock:
+            if not holder:
+                holder.append(get_client(clickhouse_url))
+            return holder[0]
+
+    return factory
+
+
+def clickhouse_clients(clickhouse_url: str | None, client: Client | None = None
+                       ) -> tuple[routes.ClientFactory, routes.ClientFactory | None]:
+    """The views' client (``client``, or one opened for ``clickhouse_url`` on first use) and the SQL's (its
+    own, for ``clickhouse_url``; None without a URL)."""
+    if client is None and not clickhouse_url:
+        raise ValueError("the read API needs a ClickHouse: a URL or a client")
+    views = (lambda: client) if client is not None else lazy_client(clickhouse_url or "")
+    return views, lazy_client(clickhouse_url) if clickhouse_url else None
+
+
+def mount(app: FastAPI, views: routes.ClientFactory, sql: routes.ClientFactory | None = None) -> None:
+    """Serve the read API and the page from ``app`` with the gateway's auth, and ``POST /v1/sql`` with ``sql``.
+
+    The app's ``state.runtime`` is the ``GatewayRuntime`` whose key registry and settings decide who reads.
+    """
+    app.include_router(routes.router)
+    app.include_router(page.router)
+    app.dependency_overrides[routes.read_access] = authorize_agent_access
+    app.dependency_overrides[routes.views_client] = lambda: views
+    if sql is not None:
+        app.include_router(routes.sql_router)
+        app.dependency_overrides[routes.operator_access] = require_operator
+        app.dependency_overrides[routes.sql_client] = lambda: sql
