@@ -63,7 +63,7 @@ class StackHome:
 
     def launch(self, timeout: float = 180) -> StackProcess:
         """Start `meterline up` here and wait for its banner (AssertionError with the output if none)."""
-        proc = subprocess.Popen([sys.executable, "-m", "meterline.cli", "up"], env=self.env, text=True,
+        proc = subprocess.Popen([sys.executable, "-m", "meterline_cli", "up"], env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 cwd=Path(__file__).resolve().parents[2])
         stack = StackProcess(proc, self)

@@ -90,7 +90,7 @@ def stack() -> Iterator[Stack]:
     )
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MQTT_URL", "CLICKHOUSE_URL", "METERLINE_TOPIC_PREFIX"):
         env.pop(name, None)
-    proc = subprocess.Popen([sys.executable, "-m", "meterline.cli", "up"], env=env, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "meterline_cli", "up"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output: list[str] = []
     assert proc.stdout is not None
@@ -128,7 +128,7 @@ def _get(stack: Stack, path: str, key: str | None = None) -> Any:
 @pytest.fixture(scope="module")
 def example_key(stack: Stack) -> str:
     """A key for the examples' agent, made as a user makes one, once the running gateway knows it."""
-    done = subprocess.run([sys.executable, "-m", "meterline.cli", "keys", "create", "--agent", EXAMPLE_AGENT],
+    done = subprocess.run([sys.executable, "-m", "meterline_cli", "keys", "create", "--agent", EXAMPLE_AGENT],
                           env=dict(stack.env, KAFKA_BOOTSTRAP_SERVERS=stack.kafka), capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -278,7 +278,7 @@ def test_dashboard_page_shows_both(stack: Stack, example_key: str, source: str) 
 
 def test_demo_sends_realistic_traffic(stack: Stack) -> None:
     before = _get(stack, f"/v1/agents/{AGENT}/stats")["total_requests"]
-    done = subprocess.run([sys.executable, "-m", "meterline.cli", "demo", "--requests", "60", "--seed", "7"],
+    done = subprocess.run([sys.executable, "-m", "meterline_cli", "demo", "--requests", "60", "--seed", "7"],
                           env=stack.env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{stack.gateway}/dashboard/{AGENT}" in done.stdout

@@ -1,7 +1,7 @@
 """``meterline sql``, ``meterline dashboard`` and ``meterline export usage`` against real chDB data.
 
 The commands run in this process (chDB allows one process per data directory) through
-``meterline.cli.main``, with ``CLICKHOUSE_URL`` naming the test's database.
+``meterline_cli.main.main``, with ``CLICKHOUSE_URL`` naming the test's database.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 
 from dashboards.cli import render_summary
 from dashboards.queries import DashboardQueries
-from meterline.cli import main
+from meterline_cli.main import main
 from tests.integration.dashboard import sample
 
 

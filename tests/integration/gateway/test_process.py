@@ -28,7 +28,7 @@ async def test_gateway_process_json_logs_and_sigterm(kafka_bootstrap: str, topic
            "METERLINE_OPERATOR_TOKEN": "op-token-never-logged",
            # with ClickHouse configured the process also serves the read API and dashboard page
            "CLICKHOUSE_URL": f"chdb://{tmp_dir / 'chdb'}?database=gw_process"}
-    migrated = subprocess.run([sys.executable, "-m", "meterline.cli", "migrate"], cwd=ROOT, env=env,
+    migrated = subprocess.run([sys.executable, "-m", "meterline_cli", "migrate"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60, check=False)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -179,7 +179,7 @@ async def test_kafka_down_mid_load_loses_nothing_accepted(kafka_process: LocalKa
 def _gateway_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "meterline.cli", "gateway"], cwd=ROOT, env=env, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "meterline_cli", "gateway"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     finally:
         out.close()

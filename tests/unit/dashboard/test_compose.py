@@ -106,7 +106,7 @@ def test_app_environment_is_documented(services: dict[str, dict[str, Any]]) -> N
 
 
 def test_commands_are_accepted_by_our_clis(services: dict[str, dict[str, Any]]) -> None:
-    from meterline.cli import build_parser
+    from meterline_cli.main import build_parser
     from stream_workers.cli import register as register_worker
 
     parser = build_parser()

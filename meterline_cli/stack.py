@@ -24,13 +24,13 @@ from typing import Any
 from urllib.parse import quote
 
 from meterline.clickhouse import get_client
-from meterline.commands.infra import LocalInfra
 from meterline.kafka_admin import create_topics
 from meterline.local.logrepeats import RepeatLimiter
 from meterline.local.shutdown import BoundedStop
 from meterline.local.supervisor import Supervisor
 from meterline.migrations import apply_migrations
 from meterline.settings import StackSettings
+from meterline_cli.infra import LocalInfra
 
 DEFAULT_AGENT = "demo-agent"
 

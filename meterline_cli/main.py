@@ -1,23 +1,31 @@
-"""The ``meterline`` command. Each area registers its subcommands from its own module."""
+"""The ``meterline`` entry point: one parser, each area adding its own subcommands.
+
+The areas are imported here by name, so that the layers stay visible: this package sits on top and
+is the only one that knows them all (``tests/unit/test_layers.py`` keeps it so).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import dashboards.cli
+import gateway.cli
+import stream_workers.cli
 from meterline.errors import MeterlineError
+from meterline_cli import demo, infra, stack
 
-#: Modules with a ``register(subparsers)`` function; each adds its subcommands.
-COMMAND_MODULES: tuple[str, ...] = (
-    "meterline.commands.infra",
-    "meterline.commands.stack",
-    "meterline.commands.demo",
-    "gateway.cli",
-    "dashboards.cli",
-    "stream_workers.cli",
+#: ``register(subparsers)`` of each area, in the order ``meterline --help`` lists their commands.
+REGISTER: tuple[Callable[[Any], None], ...] = (
+    infra.register,
+    stack.register,
+    demo.register,
+    gateway.cli.register,
+    dashboards.cli.register,
+    stream_workers.cli.register,
 )
 
 
@@ -26,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Meterline: usage analytics and billing for AI agents")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for register in REGISTER:
+        register(sub)
     return parser
 
 
@@ -47,7 +55,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,1 +1,0 @@
-"""Subcommands of the ``meterline`` command, one module per area."""
