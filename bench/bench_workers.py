@@ -42,7 +42,7 @@ from stream_workers.handlers.requests import RequestHandler  # noqa: E402
 from stream_workers.processor import Processor  # noqa: E402
 from stream_workers.settings import WorkerSettings  # noqa: E402
 from stream_workers.sink import ClickHouseSink  # noqa: E402
-from tests.integration.workers.workload import produce, request_traffic  # noqa: E402
+from tests.integration.stream_workers.workload import produce, request_traffic  # noqa: E402
 
 
 async def raw_consume(bootstrap: str, topic: str, records: int) -> float:

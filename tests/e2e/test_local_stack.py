@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from meterline.local.ports import free_port, wait_for_port
-from tests.integration.dashboard.test_page import render
+from tests.integration.dashboards.test_page import render
 from tests.seeds import needs_seed, seed
 
 AGENT = "demo-agent"

@@ -43,7 +43,7 @@ from gateway.settings import GatewaySettings
 from meterline.kafka_admin import create_topics
 from meterline.local.ports import free_port
 from schemas.topics import Topics
-from tests.integration.dashboard import sample
+from tests.integration.dashboards import sample
 from tests.integration.gateway.conftest import make_settings
 
 AGENT = "fuzz-agent"

@@ -28,7 +28,7 @@ from meterline.local.mosquitto import MqttEndpoint
 from meterline.local.ports import free_port
 from schemas.topics import Topics
 from tests.integration.gateway.conftest import entry, read_topic
-from tests.integration.workers.procs import fired
+from tests.integration.stream_workers.procs import fired
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -258,7 +258,7 @@ async def store_usage(bootstrap: str, topics: Topics, dsn: str) -> dict[str, int
     from stream_workers.processor import Processor
     from stream_workers.settings import WorkerSettings
     from stream_workers.sink import ClickHouseSink
-    from tests.integration.workers.workload import committed_total
+    from tests.integration.stream_workers.workload import committed_total
 
     settings = WorkerSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=topics.prefix,
                               partitions=topics.partitions, sink_interval_s=0.2, session_timeout_s=6)

@@ -17,8 +17,8 @@ import pytest
 
 from meterline.clickhouse import get_client
 from schemas.topics import Topics
-from tests.integration.workers.procs import WorkerProcess, wait_processed
-from tests.integration.workers.workload import Expected, committed_total, produce, quantile, request_traffic
+from tests.integration.stream_workers.procs import WorkerProcess, wait_processed
+from tests.integration.stream_workers.workload import Expected, committed_total, produce, quantile, request_traffic
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from tests.integration.dashboard import sample
-from tests.integration.dashboard.server import OPERATOR_TOKEN, dashboard_app, serve
+from tests.integration.dashboards import sample
+from tests.integration.dashboards.server import OPERATOR_TOKEN, dashboard_app, serve
 
 AGENT = "agent-web"
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}

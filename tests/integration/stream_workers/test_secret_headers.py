@@ -22,7 +22,7 @@ from schemas.topics import Topics
 from stream_workers.processor import Processor
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import ClickHouseSink
-from tests.integration.workers.workload import produce
+from tests.integration.stream_workers.workload import produce
 
 pytestmark = pytest.mark.timeout(120)
 

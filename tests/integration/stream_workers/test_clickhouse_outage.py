@@ -23,10 +23,10 @@ import pytest
 
 from meterline.local.ports import free_port
 from schemas.topics import Topics
-from tests.integration.workers.procs import WorkerProcess, wait_processed
-from tests.integration.workers.test_crash_windows import stored
-from tests.integration.workers.test_scale_out import scrape
-from tests.integration.workers.workload import committed_total, produce, request_traffic
+from tests.integration.stream_workers.procs import WorkerProcess, wait_processed
+from tests.integration.stream_workers.test_crash_windows import stored
+from tests.integration.stream_workers.test_scale_out import scrape
+from tests.integration.stream_workers.workload import committed_total, produce, request_traffic
 
 pytestmark = pytest.mark.timeout(120)
 

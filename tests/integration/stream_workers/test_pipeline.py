@@ -24,7 +24,7 @@ from stream_workers.metrics import SINK_RETRIES
 from stream_workers.processor import Processor
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import ClickHouseSink
-from tests.integration.workers.workload import committed_total, produce, request_traffic, usage_traffic
+from tests.integration.stream_workers.workload import committed_total, produce, request_traffic, usage_traffic
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,7 +10,7 @@ from clickhouse_connect.driver.client import Client
 
 from dashboards.errors import DashboardError
 from dashboards.queries import DashboardQueries, TimeRange, query_names
-from tests.integration.dashboard import sample
+from tests.integration.dashboards import sample
 
 AGENTS = ["agent-a", "agent-b", "agent-c"]
 

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 from dashboards.cli import render_summary
 from dashboards.queries import DashboardQueries
 from meterline_cli.main import main
-from tests.integration.dashboard import sample
+from tests.integration.dashboards import sample
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_commands_read_through_the_gateway_when_told(loaded: Any, clickhouse_dsn
     import httpx
 
     from meterline.clickhouse import get_client
-    from tests.integration.dashboard.server import OPERATOR_TOKEN, dashboard_app, serve
+    from tests.integration.dashboards.server import OPERATOR_TOKEN, dashboard_app, serve
 
     client, reqs, _ = loaded
     query = ("SELECT agent_id, count() AS n FROM request_logs WHERE source != 'sdk_ping' "

@@ -30,9 +30,9 @@ from meterline.clickhouse import get_client
 from meterline.local.ports import free_port
 from schemas.topics import Topics
 from tests.chdb_http import ChdbHttpProcess
-from tests.integration.workers.procs import WorkerProcess, committed_metadata, fired, wait_processed
-from tests.integration.workers.test_kill_restart import _check_totals_here, check_totals
-from tests.integration.workers.workload import produce, request_traffic
+from tests.integration.stream_workers.procs import WorkerProcess, committed_metadata, fired, wait_processed
+from tests.integration.stream_workers.test_kill_restart import _check_totals_here, check_totals
+from tests.integration.stream_workers.workload import produce, request_traffic
 
 pytestmark = pytest.mark.timeout(200)
 
@@ -84,7 +84,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def wait_processed_sink(bootstrap: str, topics: Topics, timeout: float) -> None:
-    from tests.integration.workers.workload import committed_total
+    from tests.integration.stream_workers.workload import committed_total
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

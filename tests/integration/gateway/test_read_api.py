@@ -10,7 +10,7 @@ from gateway.main import create_app
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
 from schemas.topics import Topics
-from tests.integration.dashboard import sample
+from tests.integration.dashboards import sample
 
 OPERATOR = "dashboard-operator-token-42"
 

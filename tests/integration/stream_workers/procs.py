@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from schemas.topics import Topics
-from tests.integration.workers.workload import committed_total
+from tests.integration.stream_workers.workload import committed_total
 
 ROOT = Path(__file__).resolve().parents[3]
 

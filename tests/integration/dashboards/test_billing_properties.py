@@ -27,7 +27,7 @@ from meterline.clickhouse import INSERT_SETTINGS
 from schemas.events import UsageRecord
 from stream_workers.batch import OpenBatch
 from stream_workers.handlers.usage import UsageHandler
-from tests.integration.dashboard import sample
+from tests.integration.dashboards import sample
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 11, 8, tzinfo=UTC)

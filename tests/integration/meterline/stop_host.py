@@ -1,6 +1,6 @@
 """A process that stops badly, for the bounded-stop tests: it hangs, or holds the GIL, once asked to stop.
 
-``python -m tests.integration.foundation.stop_host <hang|gil|signals> <log>``: starts a child
+``python -m tests.integration.meterline.stop_host <hang|gil|signals> <log>``: starts a child
 (``sleep``) with ``processes.spawn``, prints ``child <pid>``, then:
 
 * ``hang``: requests the stop and sleeps (a worker that never finishes its flush);

@@ -23,8 +23,8 @@ import pytest
 
 from meterline.clickhouse import get_client
 from schemas.topics import Topics
-from tests.integration.workers.procs import WorkerProcess, committed_metadata, fired, wait_processed
-from tests.integration.workers.workload import request_traffic
+from tests.integration.stream_workers.procs import WorkerProcess, committed_metadata, fired, wait_processed
+from tests.integration.stream_workers.workload import request_traffic
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,7 +89,7 @@ class Crash:
 
 
 async def _produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> None:
-    from tests.integration.workers.workload import produce
+    from tests.integration.stream_workers.workload import produce
 
     await produce(bootstrap, topic, records)
 

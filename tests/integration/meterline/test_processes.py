@@ -34,7 +34,7 @@ def _host(kind: str, data_dir: Path, ports: tuple[int, int], *, die_with_parent:
           cluster_id: str = "") -> tuple[subprocess.Popen[str], int]:
     """Start ``service_host``; return it and the pid of the service it started."""
     host = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.foundation.service_host", kind, str(data_dir),
+        [sys.executable, "-m", "tests.integration.meterline.service_host", kind, str(data_dir),
          str(ports[0]), str(ports[1]), "1" if die_with_parent else "0", *([cluster_id] if cluster_id else [])],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert host.stdout is not None

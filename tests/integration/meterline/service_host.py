@@ -1,6 +1,6 @@
 """A stand-in for ``meterline up`` in process tests: starts one local service, prints its pid, waits.
 
-``python -m tests.integration.foundation.service_host <kafka|mosquitto> <data dir> <port> <port2>
+``python -m tests.integration.meterline.service_host <kafka|mosquitto> <data dir> <port> <port2>
 <die_with_parent 0|1> [cluster id]``. The test then SIGKILLs this process, as the kernel's
 out-of-memory killer would, and looks at what became of the service.
 """

@@ -15,7 +15,7 @@ DEADLINE_S = 4.0  # as in stop_host
 
 
 def _start(scenario: str, tmp_dir: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.foundation.stop_host", scenario,
+    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.meterline.stop_host", scenario,
                              str(tmp_dir / "child.log")], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashboards.queries import DashboardQueries, TimeRange
-from tests.integration.dashboard import sample
+from tests.integration.dashboards import sample
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BASE = datetime(2026, 11, 20, 11, 58, tzinfo=UTC)  # events start here, across a few minutes
