@@ -1,4 +1,6 @@
-"""The ingest path's pure part: body decoding, batch validation, Kafka record building (SPEC §2).
+"""The ingest path's pure part: body decoding, batch validation, Kafka record building.
+
+The contract these functions implement is section 1 of ``docs/wire-protocols.md``.
 
 No I/O here, so every limit is unit-testable: ``decode_body`` (gzip with bounded decompression),
 ``parse_batch`` (both casings, per-entry rejection, truncation, timestamp normalisation, secret
@@ -109,7 +111,7 @@ def _too_large(max_bytes: int, where: str = "") -> IngestRefused:
 
 
 def parse_batch(body: bytes, *, max_entries: int, now: datetime, body_limit: int = BODY_LIMIT) -> ParsedBatch:
-    """Validate an ingest body; invalid entries are listed, valid ones kept (SPEC §2).
+    """Validate an ingest body; invalid entries are listed by index, valid ones kept.
 
     A body of snake_case, schema-valid entries (the common case) is decoded straight into typed
     structs; anything else (camelCase, unknown or invalid fields) takes the per-entry path.

@@ -1,7 +1,10 @@
-"""Meterline server runtime: configuration, local infrastructure and storage helpers.
+"""The floor every Meterline path stands on: errors, paths, settings of the local stack, the ClickHouse
+client and its migrations, Kafka administration, the one retry loop, fault-injection points, and the
+local infrastructure (``meterline.local``: Kafka from Maven Central and Mosquitto as child processes).
 
-The processing code lives in ``gateway`` (write edge), ``stream_workers`` (processing path) and
-``schemas`` (shared data); this package holds what they and the ``meterline`` command share.
+The three paths — ``gateway`` (ingest), ``stream_workers`` (processing), ``dashboards`` (query) — import
+this package; it imports only ``schemas`` below it, never them. The ``meterline`` command is
+``meterline_cli``, on top.
 """
 
 from meterline.errors import ConfigError, InfrastructureError, MeterlineError

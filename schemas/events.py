@@ -1,4 +1,4 @@
-"""Event models shared by the gateway and the stream workers (SPEC §2, §3).
+"""Event models shared by the gateway and the stream workers (their wire form: ``docs/wire-protocols.md``).
 
 Models are ``msgspec.Struct`` types: on a 50-entry ingest batch msgspec decodes and validates
 several times faster than pydantic (``bench/bench_models.py`` prints the ratio), and the gateway and
@@ -26,7 +26,7 @@ Protocol = Literal["http", "mcp", "a2a"]
 
 
 class RequestEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One request an agent served (SPEC §2 entry)."""
+    """One request an agent served: an entry of ``POST /v1/ingest``."""
 
     request_id: IdStr
     method: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
@@ -83,7 +83,7 @@ class RequestBatchRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class UsageReport(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """``billing/report`` as published by billing SDKs (SPEC §3); ``report_id`` is ours and optional."""
+    """``billing/report`` as published by billing SDKs; ``report_id`` is ours and optional."""
 
     app_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     api_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]

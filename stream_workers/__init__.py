@@ -1,4 +1,4 @@
-"""Stream workers: validate, enrich, deduplicate and store Meterline's events (SPEC §5).
+"""Stream workers: the processing path — validate, enrich, deduplicate and store Meterline's events.
 
 Start a worker with ``python -m stream_workers worker`` (or ``meterline worker``), or embed one with
 ``stream_workers.app.create_app``. See ``stream_workers.app`` for the design.

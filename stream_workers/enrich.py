@@ -1,4 +1,4 @@
-"""Enrichment: validated events become ClickHouse rows (SPEC §5).
+"""Enrichment: validated events become ClickHouse rows (the rules, step by step: ``stream_workers/README.md``).
 
 Times are epoch milliseconds internally and leave as float epoch seconds (millisecond precision),
 which ClickHouse parses into ``DateTime64(3, 'UTC')``. ``stored_at`` is not set here: the table

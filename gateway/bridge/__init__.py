@@ -1,4 +1,7 @@
-"""The lossless MQTT → Kafka bridge for billing reports (SPEC §3)."""
+"""The lossless MQTT → Kafka bridge for billing reports.
+
+Its topics and payloads are section 2 of ``docs/wire-protocols.md``; why nothing is lost, ``mqtt.py``.
+"""
 
 from gateway.bridge.mqtt import MqttBridge
 

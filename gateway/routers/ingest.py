@@ -1,4 +1,8 @@
-"""``POST /v1/ingest`` (SPEC §2): authenticate, rate-limit, validate, publish, then answer 202."""
+"""``POST /v1/ingest``: authenticate, rate-limit, validate, publish, then answer 202.
+
+The contract is section 1 of ``docs/wire-protocols.md``; the pure part (decoding, validation, records) is
+``gateway/ingest.py``.
+"""
 
 from __future__ import annotations
 

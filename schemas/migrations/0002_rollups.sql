@@ -1,4 +1,5 @@
--- Per-minute rollups fed by materialized views from the raw tables (SPEC §5, §6).
+-- Per-minute rollups fed by materialized views from the raw tables; the dashboard queries read them
+-- (schemas/queries/README.md) and docs/architecture.md says why repeats cannot reach them twice.
 --
 -- The stream workers insert each sink batch into request_logs / usage_events once, with an
 -- insert_deduplication_token and deduplicate_blocks_in_dependent_materialized_views = 1, so a retried

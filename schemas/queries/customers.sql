@@ -1,4 +1,4 @@
--- Customers (SPEC §6): per customer of the agent in [start, end) — first/last seen, requests,
+-- Customers: per customer of the agent in [start, end) — first/last seen, requests,
 -- revenue, average latency, error rate. Top callers first. Requests without a customer id are
 -- not a customer and are left out.
 SELECT

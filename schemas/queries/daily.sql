@@ -1,4 +1,4 @@
--- Daily trend (SPEC §6): per UTC day in [start, end) — requests, revenue, errors, unique customers,
+-- Daily trend: per UTC day in [start, end) — requests, revenue, errors, unique customers,
 -- average and p95 latency. Days without traffic are filled with zeros.
 SELECT
     toDate(event_time)                                       AS day,

@@ -1,4 +1,4 @@
--- Speed insights, latency distribution (SPEC §6): requests of the agent in [start, end) per
+-- Speed insights, latency distribution: requests of the agent in [start, end) per
 -- latency bucket. Bucket i holds lower_ms <= response_ms < upper_ms; the last bucket has no upper
 -- bound (upper_ms = 0). Every bucket is returned, empty ones with 0.
 WITH [0., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000.] AS bounds

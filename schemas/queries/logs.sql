@@ -1,4 +1,4 @@
--- Observability (SPEC §6): the agent's most recent {limit} requests with their fields, newest
+-- Observability: the agent's most recent {limit} requests with their fields, newest
 -- first. Bodies are cut to 2 KiB here (the full 16 KiB stay in the table).
 SELECT
     event_time,

@@ -1,4 +1,4 @@
--- Overview / stats of one agent (SPEC §6): all-time totals plus today (since UTC midnight),
+-- Overview / stats of one agent: all-time totals plus today (since UTC midnight),
 -- the last 7 days and the last 30 days, relative to {now}.
 --
 -- Reads the per-minute rollup agent_minute (migration 0002: exact sums, sdk_ping excluded), which

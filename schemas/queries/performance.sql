@@ -1,4 +1,4 @@
--- Speed insights (SPEC §6): latency percentiles, average, success/error counts and requests per
+-- Speed insights: latency percentiles, average, success/error counts and requests per
 -- minute for the window [start, end) ("current") and the window before it [prev_start, start)
 -- ("previous", of the same length), so the caller can show the change. A window without traffic
 -- has no row (the caller shows zeros).

@@ -1,4 +1,4 @@
--- Speed insights, hourly trend (SPEC §6): per UTC hour of [start, end) with traffic — requests,
+-- Speed insights, hourly trend: per UTC hour of [start, end) with traffic — requests,
 -- errors, average and p95 latency.
 SELECT
     toStartOfHour(event_time)                                AS hour,

@@ -1,4 +1,4 @@
--- Revenue (SPEC §6): x402 revenue of the agent per {period} ('day', 'week' starting Monday, or
+-- Revenue: x402 revenue of the agent per {period} ('day', 'week' starting Monday, or
 -- 'month') in [start, end) — amount and number of paid requests (x402_amount > 0). Periods
 -- without revenue are left out.
 SELECT

@@ -1,4 +1,4 @@
--- Revenue per customer (SPEC §6): x402 revenue of the agent per paying customer in [start, end),
+-- Revenue per customer: x402 revenue of the agent per paying customer in [start, end),
 -- largest first, equal revenue by customer id. Payments without a customer id are grouped under
 -- customer_id = ''.
 --

@@ -1,4 +1,4 @@
--- Revenue by tool (SPEC §6): x402 revenue of the agent per tool in [start, end), largest first,
+-- Revenue by tool: x402 revenue of the agent per tool in [start, end), largest first,
 -- equal revenue by tool name. Paid requests that named no tool are grouped under tool_name = ''.
 -- Amounts are added as decimals, as in revenue_by_customer.sql, so equal revenue ties exactly.
 SELECT

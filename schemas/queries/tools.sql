@@ -1,4 +1,4 @@
--- Tools (SPEC §6): per tool of the agent in [start, end) — requests, p95 latency, error rate,
+-- Tools: per tool of the agent in [start, end) — requests, p95 latency, error rate,
 -- revenue. Busiest first. Requests that named no tool are left out.
 SELECT
     tool_name,

@@ -1,4 +1,4 @@
--- Billing usage (SPEC §6): units and cost per (app, {period}, module, model) in [start, end).
+-- Billing usage: units and cost per (app, {period}, module, model) in [start, end).
 -- {period} is 'day', 'week' (starting Monday) or 'month'; {app_id} = '' means every app.
 -- cost was priced by the stream workers from schemas/prices.toml when the report was stored.
 --

@@ -1,6 +1,7 @@
 """Realistic request and usage rows for the dashboard tests, plus naive Python versions of the views.
 
-The naive functions read SPEC §6 literally over plain Python lists; the SQL files must agree.
+The naive functions read the shared definitions of ``schemas/queries/README.md`` literally over plain
+Python lists; the SQL files must agree.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_openapi_documents_ingest_with_examples() -> None:
     assert {"/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
 
 
-async def test_extra_routers_and_draining_shutdown(kafka_bootstrap: str, topics: Topics) -> None:
+async def test_routes_added_by_an_embedder_and_draining_shutdown(kafka_bootstrap: str, topics: Topics) -> None:
     extra = APIRouter()
 
     @extra.get("/v1/extra")

@@ -1,6 +1,6 @@
 """A real HTTP ingest sink (uvicorn on a free port, in a thread) implementing ``POST /v1/ingest``.
 
-It answers like the gateway contract of SPEC §2 (202 with accepted/rejected counts) and records
+It answers like the gateway (``docs/wire-protocols.md``, section 1: 202 with accepted/rejected counts) and records
 what it accepted. Tests switch it between ``ok``, ``fail`` (status + Retry-After), ``hang`` (never
 answers until switched back) and ``down`` (``stop()``: connection refused), and can impose a body
 size limit (413). Also used by ``bench/bench_sdk_transport.py``.

@@ -1,4 +1,5 @@
-"""Report payloads: SPEC §3 fields, stable ids, and the protocol's limits enforced before queueing."""
+"""Report payloads: the fields of docs/wire-protocols.md (section 2), stable ids, and the protocol's limits
+enforced before queueing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public surface is what we mean to export (SPEC §4.2), and the singleton behaves as documented."""
+"""The public surface is what we mean to export (sdk/README.md), and the singleton behaves as documented."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ import pytest
 from gt8004 import GT8004Logger, RequestLogEntry
 from gt8004._entry import BODY_LIMIT, encode_entry, truncate_utf8
 
-# SPEC §2 entry fields, in order.
-SPEC_FIELDS = [
+# The fields of an ingest entry, in order (docs/wire-protocols.md, section 1).
+ENTRY_FIELDS = [
     "request_id", "method", "path", "status_code", "response_ms", "timestamp", "customer_id",
     "tool_name", "error_type", "x402_amount", "x402_tx_hash", "x402_token", "x402_payer",
     "request_body", "response_body", "request_body_size", "response_body_size", "headers",
@@ -32,7 +32,7 @@ def test_exported_names_are_what_we_mean() -> None:
 
 
 def test_entry_has_every_spec_field() -> None:
-    assert [f.name for f in dataclasses.fields(RequestLogEntry)] == SPEC_FIELDS
+    assert [f.name for f in dataclasses.fields(RequestLogEntry)] == ENTRY_FIELDS
 
 
 def test_entry_dict_omits_unset_and_reads_camel_case() -> None:
