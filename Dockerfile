@@ -12,6 +12,7 @@ COPY meterline ./meterline
 COPY gateway ./gateway
 COPY stream_workers ./stream_workers
 COPY dashboards ./dashboards
+COPY meterline_cli ./meterline_cli
 COPY schemas ./schemas
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin meterline \

@@ -8,6 +8,8 @@ and that every file the stack references exists.
 from __future__ import annotations
 
 import re
+import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +158,12 @@ def test_dockerfile_copies_what_exists_and_installs_the_package() -> None:
         for source in sources:
             assert (ROOT / source).exists(), source
     assert "pip install ." in text and re.search(r"^USER (?!root)\w+", text, re.M)
-    for package in ("meterline", "gateway", "stream_workers", "dashboards", "schemas"):
+    # every package the distribution installs (pyproject's find patterns), not a list kept by hand
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.name for p in ROOT.iterdir()
+                if (p / "__init__.py").is_file() and any(fnmatch(p.name, pattern) for pattern in patterns)}
+    assert {"meterline", "meterline_cli", "gateway", "stream_workers", "dashboards", "schemas"} <= packages
+    for package in packages:
         assert re.search(rf"^COPY {package} ", text, re.M), package
 
 
