@@ -1,4 +1,4 @@
-"""Billing SDK: report usage of AI services over MQTT and check API keys (SPEC §3, §4.2).
+"""Billing SDK: report usage of AI services over MQTT and check API keys.
 
     from billing_sdk import BillingClient, UsageData, report_usage, require_api_key, get_billing_client
 

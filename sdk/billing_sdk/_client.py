@@ -1,4 +1,4 @@
-"""``BillingClient``: the process-wide MQTT usage reporter (SPEC §3, §4.2).
+"""``BillingClient``: the process-wide MQTT usage reporter.
 
 One background supervisor task per client keeps one connection up (``_connection.MqttConnection``),
 reconnecting with exponential backoff and jitter; per connection it subscribes ``billing/keys/update``,

@@ -1,4 +1,4 @@
-"""``UsageData`` and the ``billing/report`` payload (SPEC §3), with the protocol's size limits."""
+"""``UsageData`` and the ``billing/report`` payload, with the protocol's size limits."""
 
 from __future__ import annotations
 

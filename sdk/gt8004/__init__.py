@@ -1,4 +1,4 @@
-"""gt8004: request logging for AI agents (SPEC §4.1).
+"""gt8004: request logging for AI agents.
 
 ```python
 from gt8004 import GT8004Logger, RequestLogEntry

@@ -14,7 +14,7 @@ __all__ = ["TransportConfig", "TransportStats"]
 class TransportConfig:
     """How the transport batches, bounds memory, retries and shuts down.
 
-    Defaults follow SPEC §4.1; ``GT8004Logger`` takes most of them as keyword arguments.
+    ``GT8004Logger`` takes most of them as keyword arguments.
     """
 
     batch_size: int = 50                 # send when this many entries are queued ...

@@ -1,4 +1,4 @@
-"""``RequestLogEntry`` (SPEC §2 entry) and its compact wire encoding.
+"""``RequestLogEntry`` (one entry of the ingest API) and its compact wire encoding.
 
 Entries are encoded to JSON bytes once, when they are logged: the queue then holds immutable
 bytes (a caller may reuse its entry object), byte-based batching and the memory bound are exact,
@@ -27,7 +27,7 @@ BODY_LIMIT: Final = 16 * 1024  # bytes of request/response body kept (sizes are 
 MAX_HEADERS: Final = 64
 MAX_HEADER_VALUE: Final = 4096
 
-# Gateway limits (SPEC §2, schemas/events.py) for string fields; longer values are cut here.
+# Gateway limits (the server's schemas/events.py) for string fields; longer values are cut here.
 STR_LIMITS: Final[dict[str, int]] = {
     "method": 32, "path": 2048, "customer_id": 256, "tool_name": 256, "error_type": 256,
     "x402_tx_hash": 256, "x402_token": 64, "x402_payer": 256, "source": 32, "ip_address": 64,
@@ -62,7 +62,7 @@ def truncate_utf8(text: str, limit: int = BODY_LIMIT) -> str:
 
 @dataclass(slots=True)
 class RequestLogEntry:
-    """One request served by the agent: the fields of SPEC §2 as snake_case attributes."""
+    """One request served by the agent: the ingest API's entry fields as snake_case attributes."""
 
     request_id: str
     method: str

@@ -1,4 +1,4 @@
-"""``GT8004Logger``: the public entry point (SPEC §4.1), a thin shell around the transport."""
+"""``GT8004Logger``: the public entry point, a thin shell around the transport."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class GT8004Logger:
             return False
 
     def log_fields(self, fields: dict[str, Any], *, clamped: bool = False) -> bool:
-        """Queue an entry given as a dict of SPEC §2 fields without None values (the middleware's
+        """Queue an entry given as a dict of the ingest API's entry fields without None values (the middleware's
         fast path: no ``RequestLogEntry`` round trip). The dict is adjusted in place.
         ``clamped``: the caller already kept every field within the limits (``encode_clamped``)."""
         if not self.enabled:

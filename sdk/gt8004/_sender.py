@@ -2,7 +2,7 @@
 
 ``Sender.send`` never raises for network or server trouble; it returns an ``Outcome`` saying what
 the transport must do with the batch (done, split, put back, stop on bad credentials, drop).
-Retries follow SPEC §4.1: delays 1 s, 2 s, 4 s (+ jitter), ``Retry-After`` honoured, 4xx other
+Retries: delays 1 s, 2 s, 4 s (+ jitter), ``Retry-After`` honoured, 4xx other
 than 408/429 never retried, 413 never resent as is.
 """
 

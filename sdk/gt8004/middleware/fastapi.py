@@ -154,7 +154,7 @@ class GT8004Middleware:
 
     def _entry(self, scope: Scope, cap: _Capture, started: float,
                error: BaseException | None) -> dict[str, Any]:
-        """The entry's fields (SPEC §2) as a dict without None values, every string already cut
+        """The entry's fields (the ingest API's) as a dict without None values, every string already cut
         to the gateway's limits (``encode_clamped``; a unit test holds it to ``encode_fields``).
 
         Runs for every request on the host's event loop: plain dict work, set lookups for the
