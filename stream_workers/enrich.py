@@ -92,10 +92,15 @@ def request_row(record: RequestBatchRecord, entry: RequestEntry, event_ms: int) 
 
 
 def usage_row(record: UsageRecord, event_ms: int) -> list[Any]:
-    """One ``usage_events`` row in ``USAGE_COLUMNS`` order, priced from ``schemas/prices.toml``."""
-    price = unit_price(record.module, record.model)
+    """One ``usage_events`` row in ``USAGE_COLUMNS`` order, priced from ``schemas/prices.toml``.
+
+    ``unit_price`` and ``cost`` are a float snapshot of the price in effect on the event's UTC day (0 when
+    nothing prices it), for ad-hoc SQL; statements do not read them: they price the stored quantities
+    with the price list as exact decimals (``dashboards/billing.py``).
+    """
+    price = unit_price(record.module, record.model, datetime.fromtimestamp(event_ms / 1000, UTC).date()) or 0
     metadata = _json.encode(record.metadata).decode() if record.metadata else ""
     return [
         record.app_id, record.report_id, record.key_sha256, record.module, record.model, record.usage,
-        price, record.usage * price, event_ms / 1000, record.ingested_at / 1000, metadata,
+        float(price), float(record.usage * price), event_ms / 1000, record.ingested_at / 1000, metadata,
     ]

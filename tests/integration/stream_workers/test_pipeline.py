@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -198,7 +199,8 @@ async def test_usage_reports_are_priced_and_counted_once(
     assert set(got) == set(expected)
     for key, (n, units) in expected.items():
         assert got[key][:2] == (n, units)
-        assert got[key][2] == pytest.approx(units * unit_price(key[1], key[2]), rel=1e-9)
+        price = unit_price(key[1], key[2], datetime.now(UTC).date())  # the reports are from the last minute
+        assert price is not None and got[key][2] == pytest.approx(units * float(price), rel=1e-9)
 
 
 

@@ -16,7 +16,6 @@ from schemas.events import (
     request_batch_encoder,
     truncate_utf8,
 )
-from schemas.prices import unit_price
 from schemas.topics import Topics
 
 SNAKE = {"request_id": "r1", "method": "tools/call", "path": "/mcp", "status_code": 402,
@@ -76,12 +75,6 @@ def test_request_batch_record_roundtrip_has_no_key_fields() -> None:
 def test_public_names_are_exported() -> None:
     for name in events.__all__:
         assert hasattr(events, name)
-
-
-def test_prices_fall_back_from_model_to_module_to_default() -> None:
-    assert unit_price("llm", "gpt-4") == pytest.approx(0.00003)
-    assert unit_price("llm", "unknown-model") == pytest.approx(0.000002)
-    assert unit_price("video", "x") == 0.0
 
 
 def test_topic_specs_keep_keys_compacted_and_partitions_equal() -> None:

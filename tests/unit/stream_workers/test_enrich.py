@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import date
 
 import pytest
 
@@ -89,10 +90,18 @@ def test_credentials_are_not_stored_and_bodies_are_capped() -> None:
     assert r["event_time"] == 1_700_000_000.0 and r["method"] == "GET"
 
 
-def test_usage_is_priced_from_the_table() -> None:
+def test_usage_is_priced_from_the_table_on_the_event_day() -> None:
+    when = 1_795_000_000_000  # 2026-11-18 UTC
     rec = UsageRecord(app_id="app", report_id="r", key_sha256="0" * 64, module="llm", model="gpt-4", usage=150,
-                      timestamp=1, ingested_at=2, metadata={"k": "v"})
-    r = dict(zip(USAGE_COLUMNS, usage_row(rec, 1), strict=True))
-    assert r["unit_price"] == unit_price("llm", "gpt-4") > 0
-    assert r["cost"] == pytest.approx(150 * unit_price("llm", "gpt-4"))
+                      timestamp=when, ingested_at=when + 1, metadata={"k": "v"})
+    r = dict(zip(USAGE_COLUMNS, usage_row(rec, when), strict=True))
+    price = unit_price("llm", "gpt-4", date(2026, 11, 18))
+    assert price is not None and r["unit_price"] == float(price) > 0
+    assert r["cost"] == pytest.approx(150 * float(price))
     assert r["metadata"] == '{"k":"v"}'
+    # before the price list starts, and for a module with no meter: unpriced, stored as 0
+    for module, at in (("llm", 1), ("video", when)):
+        rec = UsageRecord(app_id="app", report_id="r", key_sha256="0" * 64, module=module, model="x", usage=5,
+                          timestamp=at, ingested_at=at + 1)
+        r = dict(zip(USAGE_COLUMNS, usage_row(rec, at), strict=True))
+        assert (r["unit_price"], r["cost"]) == (0.0, 0.0)
