@@ -89,7 +89,8 @@ def authorize_agent_access(request: Request, agent_id: str) -> Principal:
     try:
         identity = runtime.registry.authenticate(token)
         if not hmac.compare_digest(identity.agent_id.encode(), agent_id.encode()):
-            raise Forbidden("this key belongs to another agent")
+            # the key's holder may learn which agent it is theirs for (it says nothing about agent_id)
+            raise Forbidden(f"this key belongs to agent {identity.agent_id!r}, not {agent_id!r}")
     except AuthError as exc:
         runtime.metrics.auth_failures.labels(exc.code).inc()
         raise HTTPException(exc.status_code, detail=exc.message,

@@ -20,12 +20,16 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from pydantic import SecretStr
 
 from meterline.clickhouse import get_client
 from meterline.kafka_admin import create_topics
 from meterline.local.logrepeats import RepeatLimiter
+from meterline.local.secret_file import ensure_secret, new_operator_token, operator_token_path
 from meterline.local.shutdown import BoundedStop
 from meterline.local.supervisor import Supervisor
 from meterline.migrations import apply_migrations
@@ -74,7 +78,22 @@ async def ensure_first_key(bootstrap: str, topic: str, agent_id: str) -> str | N
     return raw
 
 
-def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | None) -> str:
+def local_operator_token() -> tuple[str, Path] | None:
+    """The operator token of the local stack and its file; None when ``METERLINE_OPERATOR_TOKEN`` gives one.
+
+    Without the variable, the token is the one in ``$METERLINE_HOME/operator-token``, made (0600) on
+    the first run. The ``meterline`` commands of a second terminal read the same file, so the local
+    stack's read API works without anyone copying the token around.
+    """
+    if os.environ.get("METERLINE_OPERATOR_TOKEN"):
+        return None
+    path = operator_token_path()
+    token, _ = ensure_secret(path, new_operator_token)
+    return token, path
+
+
+def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | None,
+            operator_file: Path | None) -> str:
     port = settings.meterline_gateway_port
     base = f"http://127.0.0.1:{port}"
     lines = [
@@ -91,6 +110,11 @@ def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | N
         lines.append(f"  MQTT        mqtt://{ep.host}:{ep.port}  mqtts://{ep.host}:{ep.tls_port}  "
                      f"(user {ep.username}, CA {ep.ca_file})")
     lines.append(f"  ClickHouse  {settings.effective_clickhouse_url()}")
+    if operator_file is None:
+        lines.append("  operator    token from METERLINE_OPERATOR_TOKEN (reads every agent, runs `meterline sql`)")
+    else:  # the path, not the token: banners end up in scrollback, CI logs and screen shares
+        lines.append(f"  operator    token in {operator_file} (meterline sql/dashboard/export find it; "
+                     f"for the web page: cat {operator_file})")
     if key:
         lines.append(f"  API key for agent {agent} (shown once, store it now): {key}")
         lines.append(f"  terminal    METERLINE_TOKEN={key} meterline dashboard --agent {agent}")
@@ -104,8 +128,11 @@ def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | N
 STOP_DEADLINE_S = 15.0
 
 
-def run_embedded(banner: str, stop: BoundedStop) -> int:
-    """Run worker + gateway in this process until SIGINT/SIGTERM (``stop`` bounds the shutdown)."""
+def run_embedded(banner: str, stop: BoundedStop, operator_token: str | None = None) -> int:
+    """Run worker + gateway in this process until SIGINT/SIGTERM (``stop`` bounds the shutdown).
+
+    ``operator_token``: the read API's operator token, unless ``METERLINE_OPERATOR_TOKEN`` gives it.
+    """
     import faust
     from faust.contrib.asgi import serve_asgi
     from prometheus_client import REGISTRY
@@ -124,6 +151,8 @@ def run_embedded(banner: str, stop: BoundedStop) -> int:
     gateway_settings = GatewaySettings(bridge=bool(os.environ.get("MQTT_URL")), host="127.0.0.1",
                                        port=stack.meterline_gateway_port,
                                        clickhouse_url=worker_settings.effective_clickhouse_url())
+    if operator_token:
+        gateway_settings = gateway_settings.model_copy(update={"operator_token": SecretStr(operator_token)})
     worker_app = create_worker(worker_settings)
     async def build_gateway() -> Any:  # aiokafka clients must be created with the loop running
         runtime = GatewayRuntime(gateway_settings)
@@ -191,7 +220,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         client = get_client(settings.effective_clickhouse_url())
         apply_migrations(client)
         key = asyncio.run(ensure_first_key(infra.bootstrap_servers, topics.keys, args.agent))
-        code = run_embedded(_banner(settings, infra, args.agent, key), stop)
+        operator = local_operator_token()
+        banner = _banner(settings, infra, args.agent, key, operator[1] if operator else None)
+        code = run_embedded(banner, stop, operator[0] if operator else None)
     except KeyboardInterrupt:
         code = 130
     finally:

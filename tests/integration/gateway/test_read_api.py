@@ -37,6 +37,7 @@ async def test_agent_reads_own_dashboard_only_and_operator_reads_all(
             assert own.json()["total_requests"] == len(sample.traffic(reqs, "agent-a"))
             other = await http.get("/v1/agents/agent-b/stats", headers={"Authorization": f"Bearer {key_a}"})
             assert other.status_code == 403
+            assert other.json()["detail"] == "this key belongs to agent 'agent-a', not 'agent-b'"  # the holder's own
             assert (await http.get("/v1/agents/agent-b/tools")).status_code == 401
             forged = await http.get("/v1/agents/agent-a/logs", headers={"Authorization": "Bearer ml_sk_" + "0" * 64})
             assert forged.status_code == 401
