@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.keys.admin import create_key, list_keys, revoke_key
 from gateway.settings import GatewaySettings
+from meterline.settings import StackSettings
 
 
 def register(sub: Any) -> None:
@@ -38,7 +40,11 @@ def register(sub: Any) -> None:
 
 
 def _settings() -> GatewaySettings:
-    return GatewaySettings()
+    settings = GatewaySettings()
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):  # the local stack's broker, on the port it was given
+        port = StackSettings().meterline_kafka_port
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}"})
+    return settings
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
