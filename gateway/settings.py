@@ -35,6 +35,9 @@ class GatewaySettings(BaseSettings):
     topic_prefix: str = Field(default="meterline.", validation_alias=_env("METERLINE_TOPIC_PREFIX", "topic_prefix"))
     #: METERLINE_PARTITIONS — partitions of the data topics when the gateway creates them.
     partitions: int = Field(default=6, ge=1, validation_alias=_env("METERLINE_PARTITIONS", "partitions"))
+    #: METERLINE_REPLICATION_FACTOR — copies of every topic partition when the gateway creates them.
+    replication_factor: int = Field(default=1, ge=1, le=16, validation_alias=_env("METERLINE_REPLICATION_FACTOR",
+                                                                                  "replication_factor"))
     #: METERLINE_GATEWAY_CREATE_TOPICS — create missing topics at start-up (idempotent).
     create_topics: bool = True
     #: CLICKHOUSE_URL — http(s)://user:pass@host:8123/db or chdb:///dir the read API and the dashboard
@@ -109,7 +112,8 @@ class GatewaySettings(BaseSettings):
 
     @property
     def topics(self) -> Topics:
-        return Topics(prefix=self.topic_prefix, partitions=self.partitions)
+        return Topics(prefix=self.topic_prefix, partitions=self.partitions,
+                      replication_factor=self.replication_factor)
 
     def mqtt_parts(self) -> tuple[str, int, str | None, str | None, bool]:
         """(host, port, username, password, tls) from ``MQTT_URL``."""

@@ -8,7 +8,8 @@ no deployment step is needed, and ``meterline create-topics`` does it by hand.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from dataclasses import replace
+from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -17,10 +18,23 @@ from schemas.topics import Topics, TopicSpec
 
 __all__ = ["create_topics", "group_probe_ids", "java_string_hash", "probe_kafka"]
 
+#: CreateTopics answers: one created meanwhile by another service; more copies asked than brokers exist
+_TOPIC_ALREADY_EXISTS: Final = 36
+_INVALID_REPLICATION_FACTOR: Final = 38
 
-async def create_topics(bootstrap_servers: str, topics: Topics, replication_factor: int = 1,
+
+async def create_topics(bootstrap_servers: str, topics: Topics, replication_factor: int | None = None,
                         extra: list[TopicSpec] | None = None) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns the names created."""
+    """Create missing topics; existing ones are left as they are. Returns the names created.
+
+    Every topic gets ``replication_factor`` copies (default: the ``topics``' own, which the settings
+    take from ``METERLINE_REPLICATION_FACTOR``) and the matching ``min.insync.replicas``. A topic the
+    broker refuses raises ``InfrastructureError`` with the broker's reason; one created by another
+    service meanwhile counts as existing.
+    """
+    if replication_factor:
+        topics = replace(topics, replication_factor=replication_factor)
+    factor = topics.replication_factor
     specs = topics.specs() + list(extra or [])
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
@@ -28,14 +42,27 @@ async def create_topics(bootstrap_servers: str, topics: Topics, replication_fact
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            await admin.create_topics([
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor,
+            response = await admin.create_topics([
+                NewTopic(s.name, num_partitions=s.partitions, replication_factor=factor,
                          topic_configs=dict(s.config))
                 for s in missing
             ])
+            _raise_refusals(response.topic_errors, factor)
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+def _raise_refusals(topic_errors: list[tuple[Any, ...]], factor: int) -> None:
+    """Raise for the topics the broker refused (``(name, code[, message])`` per topic)."""
+    refused = [(name, code, rest[0] if rest else None) for name, code, *rest in topic_errors
+               if code not in (0, _TOPIC_ALREADY_EXISTS)]
+    if refused:
+        detail = "; ".join(f"{name}: error {code} {message or ''}".rstrip() for name, code, message in refused)
+        hint = (" (METERLINE_REPLICATION_FACTOR must not exceed the number of brokers)"
+                if any(code == _INVALID_REPLICATION_FACTOR for _, code, _ in refused) else "")
+        raise InfrastructureError(f"Kafka refused to create topics with replication factor {factor}: "
+                                  f"{detail}{hint}")
 
 
 def group_probe_ids(partitions: int) -> list[str]:

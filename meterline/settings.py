@@ -28,6 +28,9 @@ class StackSettings(BaseSettings):
     topic_prefix: str = Field(default="meterline.", alias="METERLINE_TOPIC_PREFIX")
     #: METERLINE_PARTITIONS — partitions of the requests, usage and dead-letter topics.
     partitions: int = Field(default=6, ge=1, alias="METERLINE_PARTITIONS")
+    #: METERLINE_REPLICATION_FACTOR — copies of every topic partition (3 on a 3-broker cluster:
+    #: deploy/cluster/); min.insync.replicas is one less (at least 1).
+    replication_factor: int = Field(default=1, ge=1, le=16, alias="METERLINE_REPLICATION_FACTOR")
     #: METERLINE_KAFKA_PORT / METERLINE_KAFKA_CONTROLLER_PORT — ports of the local broker.
     meterline_kafka_port: int = 19092
     meterline_kafka_controller_port: int = 19093
@@ -39,7 +42,8 @@ class StackSettings(BaseSettings):
 
     @property
     def topics(self) -> Topics:
-        return Topics(prefix=self.topic_prefix, partitions=self.partitions)
+        return Topics(prefix=self.topic_prefix, partitions=self.partitions,
+                      replication_factor=self.replication_factor)
 
     def effective_clickhouse_url(self) -> str:
         return self.clickhouse_url or default_dsn()

@@ -1,9 +1,10 @@
 """Kafka topics of Meterline: names, partition counts, retention and compaction — data, no I/O.
 
-A ``Topics`` is the whole set for one name prefix and one partition count; each service's settings
-build it from their own fields (the prefix lets tests use fresh names, the partition count lets a
-deployment scale). ``meterline.kafka_admin.create_topics`` makes the topics exist; the records each
-one carries are described in ``docs/wire-protocols.md``.
+A ``Topics`` is the whole set for one name prefix, partition count and replication factor; each
+service's settings build it from their own fields (the prefix lets tests use fresh names, the
+partition count lets a deployment scale, the replication factor lets a cluster lose a broker).
+``meterline.kafka_admin.create_topics`` makes the topics exist; the records each one carries are
+described in ``docs/wire-protocols.md``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,17 @@ class TopicSpec:
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic set for one prefix and partition count (built by the services' settings)."""
+    """The topic set for one prefix, partition count and replication factor (built by the settings)."""
 
     prefix: str = "meterline."
     partitions: int = 6
+    #: copies of every partition; acks=all then waits for ``min_insync_replicas`` of them
+    replication_factor: int = 1
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """One copy may be down and writes go on (2 of 3); a single broker needs only itself."""
+        return max(1, self.replication_factor - 1)
 
     @property
     def requests(self) -> str:
@@ -49,13 +57,14 @@ class Topics:
         return f"{self.prefix}dead-letters"
 
     def specs(self) -> list[TopicSpec]:
+        isr = {"min.insync.replicas": str(self.min_insync_replicas)}
         retention = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS),
-                     "min.insync.replicas": "1", "max.message.bytes": str(8 * 1024 * 1024)}
+                     "max.message.bytes": str(8 * 1024 * 1024), **isr}
         return [
             TopicSpec(self.requests, self.partitions, retention),
             TopicSpec(self.usage, self.partitions, retention),
             TopicSpec(self.dead_letters, self.partitions,
-                      {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}),
+                      {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS), **isr}),
             TopicSpec(self.keys, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
-                                     "segment.ms": str(3600 * 1000)}),
+                                     "segment.ms": str(3600 * 1000), **isr}),
         ]

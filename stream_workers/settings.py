@@ -27,6 +27,8 @@ class WorkerSettings(BaseSettings):
     topic_prefix: str = Field(default="meterline.", alias="METERLINE_TOPIC_PREFIX")
     #: METERLINE_PARTITIONS — partitions of every topic the workers create or join.
     partitions: int = Field(default=6, ge=1, le=1024, alias="METERLINE_PARTITIONS")
+    #: METERLINE_REPLICATION_FACTOR — copies of every topic partition the workers create.
+    replication_factor: int = Field(default=1, ge=1, le=16, alias="METERLINE_REPLICATION_FACTOR")
     #: METERLINE_WORKERS — processes ``meterline worker`` starts (1 = one process does everything).
     workers: int = Field(default=1, ge=1, le=64, alias="METERLINE_WORKERS")
     #: METERLINE_WORKER_ID — Faust app id and consumer-group stem; default "<prefix>workers".
@@ -64,7 +66,8 @@ class WorkerSettings(BaseSettings):
 
     @property
     def topics(self) -> Topics:
-        return Topics(prefix=self.topic_prefix, partitions=self.partitions)
+        return Topics(prefix=self.topic_prefix, partitions=self.partitions,
+                      replication_factor=self.replication_factor)
 
     @property
     def app_id(self) -> str:
