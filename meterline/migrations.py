@@ -4,6 +4,10 @@ Files are named ``NNNN_description.sql``; statements are separated by a ``;`` at
 Applied versions are recorded in ``schema_migrations``; a version is recorded only after all its
 statements succeeded, and statements are written to be idempotent (``IF NOT EXISTS``), so a run
 interrupted half-way is safe to repeat.
+
+With a ``cluster`` (``METERLINE_CLICKHOUSE_CLUSTER``) the same files are rendered by
+``meterline.cluster_sql`` into replicated, sharded tables created ``ON CLUSTER``, and
+``schema_migrations`` is one table replicated to every server, so any server knows what was applied.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from meterline.clickhouse import INSERT_SETTINGS
+from meterline.cluster_sql import render_migrations, valid_cluster_name
 from meterline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,24 +66,53 @@ def _default_dir() -> Path:
     return Path(schemas.__file__).resolve().parent / "migrations"
 
 
-def applied_versions(client: Client) -> set[int]:
-    client.command(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
-        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+_LEDGER_COLUMNS = "(version UInt32, name String, applied_at DateTime64(3, 'UTC'))"
+#: settings of every statement in cluster mode: an INSERT in a migration goes through the Distributed
+#: tables and must have reached the shards when the statement returns
+_CLUSTER_SETTINGS: dict[str, Any] = {"distributed_foreground_insert": 1}
+
+
+def applied_versions(client: Client, cluster: str | None = None) -> set[int]:
+    if cluster is None:
+        client.command(f"CREATE TABLE IF NOT EXISTS schema_migrations {_LEDGER_COLUMNS} "
+                       "ENGINE = ReplacingMergeTree ORDER BY version")
+    else:  # one replica per server (no {shard} in the path): every server sees every version
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{client.database}` ON CLUSTER {cluster}")
+        client.command(f"CREATE TABLE IF NOT EXISTS schema_migrations ON CLUSTER {cluster} {_LEDGER_COLUMNS} "
+                       "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/schema_migrations',"
+                       " '{replica}') ORDER BY version")
     return {int(row[0]) for row in client.query("SELECT DISTINCT version FROM schema_migrations").result_rows}
 
 
-def apply_migrations(client: Client, directory: Path | None = None) -> list[int]:
-    """Apply pending migrations to the client's database; return the versions applied now."""
-    done = applied_versions(client)
+def rendered(migrations: list[Migration], cluster: str | None, database: str | None) -> dict[int, list[str]]:
+    """Version → statements to run: as written, or rendered for ``cluster`` (from the first file on)."""
+    pairs = [(m.version, m.statements()) for m in migrations]
+    if cluster is None:
+        return dict(pairs)
+    if not database:
+        raise ConfigError("cluster migrations need a client bound to a database")
+    return render_migrations(pairs, cluster, database)
+
+
+def apply_migrations(client: Client, directory: Path | None = None, cluster: str | None = None) -> list[int]:
+    """Apply pending migrations to the client's database; return the versions applied now.
+
+    ``cluster`` names the ClickHouse cluster (``remote_servers``) to render them for (docs/cluster.md).
+    """
+    if cluster is not None:
+        valid_cluster_name(cluster)
+    migrations = discover(directory)
+    statements = rendered(migrations, cluster, client.database)  # a statement it cannot render fails here
+    done = applied_versions(client, cluster)
+    settings = _CLUSTER_SETTINGS if cluster else None
     applied: list[int] = []
-    for migration in discover(directory):
+    for migration in migrations:
         if migration.version in done:
             continue
-        log.info("applying migration %04d_%s", migration.version, migration.name)
-        for statement in migration.statements():
-            client.command(statement)
+        log.info("applying migration %04d_%s%s", migration.version, migration.name,
+                 f" on cluster {cluster}" if cluster else "")
+        for statement in statements[migration.version]:
+            client.command(statement, settings=settings)
         client.insert("schema_migrations", [[migration.version, migration.name, datetime.now(UTC)]],
                       column_names=["version", "name", "applied_at"], settings=INSERT_SETTINGS)
         applied.append(migration.version)

@@ -31,6 +31,10 @@ class StackSettings(BaseSettings):
     #: METERLINE_REPLICATION_FACTOR — copies of every topic partition (3 on a 3-broker cluster:
     #: deploy/cluster/); min.insync.replicas is one less (at least 1).
     replication_factor: int = Field(default=1, ge=1, le=16, alias="METERLINE_REPLICATION_FACTOR")
+    #: METERLINE_CLICKHOUSE_CLUSTER — name of the ClickHouse cluster (remote_servers) that `meterline
+    #: migrate` renders the migrations for: Replicated*MergeTree tables, Distributed tables, ON CLUSTER
+    #: (docs/cluster.md). Unset: one server or chDB, the migrations as written.
+    clickhouse_cluster: str | None = Field(default=None, alias="METERLINE_CLICKHOUSE_CLUSTER")
     #: METERLINE_KAFKA_PORT / METERLINE_KAFKA_CONTROLLER_PORT — ports of the local broker.
     meterline_kafka_port: int = 19092
     meterline_kafka_controller_port: int = 19093

@@ -39,7 +39,7 @@ def cmd_fetch_kafka(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = StackSettings()
     client = get_client(settings.effective_clickhouse_url())
-    applied = apply_migrations(client)
+    applied = apply_migrations(client, cluster=settings.clickhouse_cluster)
     print(f"ClickHouse database {client.database}: applied {applied or 'nothing (up to date)'}")
     return 0
 
