@@ -29,6 +29,7 @@ from mode import Service
 from meterline.clickhouse import get_client
 from meterline.kafka_admin import create_topics
 from meterline.paths import data_home
+from meterline.shards import ShardRouter
 from schemas.topics import TopicSpec
 from stream_workers.processor import Processor
 from stream_workers.settings import WorkerSettings
@@ -68,8 +69,9 @@ class WorkerService(Service):
         await self.producer.start()
         if s.writes_clickhouse:
             url = s.effective_clickhouse_url()
+            router = ShardRouter(s.clickhouse_cluster, url) if s.clickhouse_cluster else None
             self.clickhouse = ClickHouseSink(lambda: get_client(url), body_ttl_days=s.body_ttl_days,
-                                             retry_max_s=s.sink_retry_max_s)
+                                             retry_max_s=s.sink_retry_max_s, router=router)
             await self.clickhouse.start()
         if s.sink_mode == "topic" and s.sink_owner and self.clickhouse is not None:
             self.sink_consumer = SinkConsumer(s, self.clickhouse)

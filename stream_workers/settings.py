@@ -23,6 +23,10 @@ class WorkerSettings(BaseSettings):
     #: CLICKHOUSE_URL — http(s)://user:pass@host:8123/db or chdb:///dir?database=db; unset: chDB under
     #: METERLINE_HOME. Only a worker that writes to ClickHouse opens it.
     clickhouse_url: str | None = None
+    #: METERLINE_CLICKHOUSE_CLUSTER — ClickHouse cluster (remote_servers) of CLICKHOUSE_URL's server:
+    #: migrations are rendered for it and batches go to the shard-local tables of the shard their
+    #: partition maps to (docs/cluster.md). Unset: one server or chDB.
+    clickhouse_cluster: str | None = Field(default=None, alias="METERLINE_CLICKHOUSE_CLUSTER")
     #: METERLINE_TOPIC_PREFIX — prefix of every topic name (see schemas.topics).
     topic_prefix: str = Field(default="meterline.", alias="METERLINE_TOPIC_PREFIX")
     #: METERLINE_PARTITIONS — partitions of every topic the workers create or join.

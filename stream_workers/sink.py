@@ -7,6 +7,10 @@ stays bounded by one open batch per partition. Every insert carries the batch's 
 ``deduplicate_blocks_in_dependent_materialized_views`` so a repeated batch changes no table
 (the test-only switches ``sink.random_token`` and ``sink.drop_on_error`` of ``meterline.faults``
 break that, and the retrying, on purpose).
+
+On a ClickHouse cluster (a ``ShardRouter``) the batch goes to the shard-local replicated tables of
+the shard its partition maps to, with the same token (docs/cluster.md says why not the Distributed
+tables); a failed attempt is retried on the shard's next replica, which shares the deduplication log.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from clickhouse_connect.driver.client import Client
 
 from meterline import faults
 from meterline.clickhouse import INSERT_SETTINGS
+from meterline.cluster_sql import ClusterRenderer, local_name
 from meterline.migrations import apply_migrations
 from meterline.retry import Aborted, retry, retry_or_abort
+from meterline.shards import ShardRouter
 from stream_workers.batch import SinkBatch, encode_batch
 from stream_workers.metrics import BATCHES_WRITTEN, INGEST_TO_STORED, SINK_BATCH_ROWS, SINK_LATENCY, SINK_RETRIES
 
@@ -43,20 +49,30 @@ class BatchWriter(Protocol):
         ...
 
 
-def apply_body_ttl(client: Client, days: int) -> None:
+def apply_body_ttl(client: Client, days: int, cluster: str | None = None) -> None:
     """Keep bodies and headers of ``request_logs`` for ``days`` (migrations create it with 30)."""
     days = int(days)  # validated by the settings; never text in the statement
+    renderer = ClusterRenderer(cluster, client.database or "", {"request_logs"}) if cluster else None
     for name, type_ in _BODY_COLUMNS:
-        client.command(f"ALTER TABLE request_logs MODIFY COLUMN {name} {type_} "
-                       f"TTL toDateTime(stored_at) + INTERVAL {days} DAY")
+        statement = (f"ALTER TABLE request_logs MODIFY COLUMN {name} {type_} "
+                     f"TTL toDateTime(stored_at) + INTERVAL {days} DAY")
+        for sql in renderer.render(statement) if renderer else [statement]:
+            client.command(sql)
+
+
+def _partition(token: str) -> int:
+    """The Kafka partition of a batch token ``<topic>/<partition>/<start>-<end>`` (see batch.py)."""
+    return int(token.rsplit("/", 2)[1])
 
 
 class ClickHouseSink:
     """Owns one ClickHouse client; all calls run on one thread (chDB has no async client)."""
 
     def __init__(self, client_factory: Callable[[], Client], *, body_ttl_days: int = 30,
-                 retry_max_s: float = 5.0, on_outage: Callable[[bool], None] | None = None) -> None:
+                 retry_max_s: float = 5.0, on_outage: Callable[[bool], None] | None = None,
+                 router: ShardRouter | None = None) -> None:
         self._factory = client_factory
+        self._router = router
         self._client: Client | None = None
         self._ttl_days = body_ttl_days
         self._retry_max = retry_max_s
@@ -70,9 +86,12 @@ class ClickHouseSink:
     def _connect(self) -> Client:
         if self._client is None:
             client = self._factory()
-            apply_migrations(client)
+            cluster = self._router.cluster if self._router else None
+            apply_migrations(client, cluster=cluster)
             if self._ttl_days != 30:
-                apply_body_ttl(client, self._ttl_days)
+                apply_body_ttl(client, self._ttl_days, cluster)
+            if self._router is not None:
+                self._router.discover(client)
             self._client = client
         return self._client
 
@@ -90,9 +109,20 @@ class ClickHouseSink:
             token = f"{token}/{uuid.uuid4().hex}"
         settings["insert_deduplication_token"] = token
         settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
-        for block in batch.blocks:
-            client.raw_insert(block.table, column_names=block.columns, insert_block=block.data,
-                              settings=settings, fmt="JSONCompactEachRow")
+        if self._router is None:
+            for block in batch.blocks:
+                client.raw_insert(block.table, column_names=block.columns, insert_block=block.data,
+                                  settings=settings, fmt="JSONCompactEachRow")
+            return
+        shard = self._router.shard_of(_partition(batch.token))
+        try:
+            replica = self._router.client(shard)
+            for block in batch.blocks:
+                replica.raw_insert(local_name(block.table), column_names=block.columns, insert_block=block.data,
+                                   settings=settings, fmt="JSONCompactEachRow")
+        except Exception:
+            self._router.failed(shard)
+            raise
 
     async def write(self, batch: SinkBatch, abort: Abort) -> bool:
         try:  # the sink never raises: any failure is retried until the batch is written or no longer ours
@@ -146,6 +176,8 @@ class ClickHouseSink:
         client, self._client = self._client, None
         if client is not None:
             await self._call(client.close)
+        if self._router is not None:
+            await self._call(self._router.close)
         self._executor.shutdown(wait=True)
 
 
