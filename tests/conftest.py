@@ -26,9 +26,10 @@ import pytest
 
 from meterline.kafka_admin import create_topics
 from meterline.local.kafka import LocalKafka
-from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint
+from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint, MqttLogin
 from meterline.local.ports import free_port
 from schemas.topics import Topics
+from tests.mqtt import new_tenant
 
 _TIERS = ("unit", "integration", "e2e")
 
@@ -113,8 +114,7 @@ def mosquitto_broker(session_tmp: Path) -> Iterator[LocalMosquitto | None]:
     if os.environ.get("MQTT_URL"):
         yield None
         return
-    broker = LocalMosquitto(session_tmp / "mosquitto", port=free_port(), tls_port=free_port(),
-                            extra_users={"bridge": "bridge-pass"})
+    broker = LocalMosquitto(session_tmp / "mosquitto", port=free_port(), tls_port=free_port())
     broker.start()
     try:
         yield broker
@@ -124,20 +124,36 @@ def mosquitto_broker(session_tmp: Path) -> Iterator[LocalMosquitto | None]:
 
 @pytest.fixture(scope="session")
 def mosquitto(mosquitto_broker: LocalMosquitto | None) -> MqttEndpoint:
-    """Where to reach a real MQTT broker: plain ``port`` and TLS ``tls_port``, with a password."""
-    if mosquitto_broker is not None:
-        return mosquitto_broker.endpoint
+    """Where to reach a real MQTT broker: the services' ``port`` (``username`` is the bridge's login) and the
+    tenants' TLS ``tls_port``. An external broker (``MQTT_URL`` with the bridge's login) must run Meterline's
+    access rules; ``MQTT_ADMIN_PASSWORD`` lets the tests make tenant logins on it."""
+    return mosquitto_broker.endpoint if mosquitto_broker is not None else _endpoint_from_env()
+
+
+def _endpoint_from_env() -> MqttEndpoint:
     url = urlsplit(os.environ["MQTT_URL"])
     return MqttEndpoint(url.hostname or "127.0.0.1", url.port or 1883,
                         int(os.environ.get("MQTT_TLS_PORT", "8883")), url.username or "",
-                        url.password or "", Path(os.environ.get("MQTT_CA_FILE", "")))
+                        url.password or "", Path(os.environ.get("MQTT_CA_FILE", "")),
+                        os.environ.get("MQTT_ADMIN_PASSWORD", ""))
+
+
+@pytest.fixture
+def mqtt_server(mosquitto_broker: LocalMosquitto | None) -> MqttEndpoint:
+    """The session broker with the bridge's login, also in a directory whose ``mosquitto`` is a tenant's."""
+    return mosquitto_broker.endpoint if mosquitto_broker is not None else _endpoint_from_env()
+
+
+@pytest.fixture
+async def tenant(mosquitto: MqttEndpoint) -> MqttLogin:
+    """A fresh tenant login on the session broker (publishes reports, reads billing/keys/status)."""
+    return await new_tenant(mosquitto)
 
 
 @pytest.fixture
 def mosquitto_process(tmp_dir: Path) -> Iterator[LocalMosquitto]:
     """A Mosquitto of the test's own, for tests that restart or kill the broker."""
-    broker = LocalMosquitto(tmp_dir / "mosquitto", port=free_port(), tls_port=free_port(),
-                            extra_users={"bridge": "bridge-pass"})
+    broker = LocalMosquitto(tmp_dir / "mosquitto", port=free_port(), tls_port=free_port())
     broker.start()
     try:
         yield broker

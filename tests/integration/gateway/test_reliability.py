@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from gmqtt import Client
 
 from gateway.keys.admin import create_key
 from meterline import faults
@@ -29,6 +28,7 @@ from meterline.local.ports import free_port
 from schemas.topics import Topics
 from tests.integration.gateway.conftest import entry, read_topic
 from tests.integration.stream_workers.procs import fired
+from tests.mqtt import tenant_client
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -121,8 +121,7 @@ async def test_kafka_down_mid_load_loses_nothing_accepted(kafka_process: LocalKa
     tasks: list[asyncio.Task[None]] = []
     try:
         gateway_up.set()
-        publisher = Client(f"pub-{uuid.uuid4().hex[:8]}")
-        publisher.set_auth_credentials(mosquitto.username, mosquitto.password)
+        publisher = await tenant_client(mosquitto)
         await publisher.connect(mosquitto.host, mosquitto.port)
         tasks = [asyncio.create_task(client(n)) for n in range(4)]
         await eventually(lambda: statuses.count(202) >= 40, 20)  # under load, with acks behind us
@@ -198,13 +197,12 @@ async def test_bridge_sigkilled_mid_stream_loses_no_report(kafka_bootstrap: str,
                                                            mosquitto: MqttEndpoint, tmp_dir: Path) -> None:
     raw_key, _ = await create_key(kafka_bootstrap, topics.keys, "app-kill")
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "METERLINE_TOPIC_PREFIX": topics.prefix,
-           "MQTT_URL": f"mqtt://bridge:bridge-pass@{mosquitto.host}:{mosquitto.port}",
+           "MQTT_URL": f"mqtt://{mosquitto.username}:{mosquitto.password}@{mosquitto.host}:{mosquitto.port}",
            "METERLINE_BRIDGE_CLIENT_ID": f"kill-{uuid.uuid4().hex[:8]}",
            "METERLINE_BRIDGE_SHARE_GROUP": f"g{uuid.uuid4().hex[:8]}",
            "METERLINE_GATEWAY_CREATE_TOPICS": "false", "PYTHONUNBUFFERED": "1"}
     log = tmp_dir / "bridge.log"
-    publisher = Client(f"pub-{uuid.uuid4().hex[:8]}", clean_session=False, session_expiry_interval=3600)
-    publisher.set_auth_credentials(mosquitto.username, mosquitto.password)
+    publisher = await tenant_client(mosquitto, clean_session=False, session_expiry_interval=3600)
     await publisher.connect(mosquitto.host, mosquitto.port)
 
     def report(i: int, prefix: str = "rep") -> bytes:
@@ -290,16 +288,15 @@ async def test_bridge_killed_after_the_kafka_ack_before_the_puback(
     negative control switches their deduplication off and stores it twice)."""
     raw_key, _ = await create_key(kafka_bootstrap, topics.keys, "app-ack")
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "METERLINE_TOPIC_PREFIX": topics.prefix,
-           "MQTT_URL": f"mqtt://bridge:bridge-pass@{mosquitto.host}:{mosquitto.port}",
+           "MQTT_URL": f"mqtt://{mosquitto.username}:{mosquitto.password}@{mosquitto.host}:{mosquitto.port}",
            "METERLINE_BRIDGE_CLIENT_ID": f"ack-{uuid.uuid4().hex[:8]}",
            "METERLINE_BRIDGE_SHARE_GROUP": f"g{uuid.uuid4().hex[:8]}",
            "METERLINE_GATEWAY_CREATE_TOPICS": "false", "PYTHONUNBUFFERED": "1"}
     updates: list[bytes] = []
-    publisher = Client(f"pub-{uuid.uuid4().hex[:8]}", clean_session=False, session_expiry_interval=3600)
-    publisher.set_auth_credentials(mosquitto.username, mosquitto.password)
+    publisher = await tenant_client(mosquitto, clean_session=False, session_expiry_interval=3600)
     publisher.on_message = lambda client, topic, payload, qos, props: updates.append(payload) or 0
     await publisher.connect(mosquitto.host, mosquitto.port)
-    publisher.subscribe("billing/keys/update", qos=1)
+    publisher.subscribe("billing/keys/status", qos=1)
     total = 20
     ids = [f"ack-{i}" for i in range(total)]
     bridge = _bridge_process({**env, "METERLINE_FAULTS": "bridge.after_produce=kill@5"}, tmp_dir / "first.log")
