@@ -102,10 +102,14 @@ class GatewaySettings(BaseSettings):
     #: METERLINE_BRIDGE_SHARE_GROUP — shared-subscription group the replicas split the load in.
     bridge_share_group: str = Field(default="meterline", validation_alias=_env("METERLINE_BRIDGE_SHARE_GROUP",
                                                                         "bridge_share_group"))
-    #: METERLINE_BRIDGE_LEGACY_RAW_KEYS — legacy compatibility: include raw keys in
-    #: billing/keys/update, for the keys this bridge has seen in valid reports (kept in memory only).
-    bridge_legacy_raw_keys: bool = Field(default=False, validation_alias=_env("METERLINE_BRIDGE_LEGACY_RAW_KEYS",
-                                                                       "bridge_legacy_raw_keys"))
+    #: METERLINE_KEY_SECRET — server secret (32+ characters; several comma-separated to rotate, the
+    #: first encrypts) that keeps the raw value of legacy MQTT keys encrypted in the keys topic
+    #: (`meterline keys create --legacy-mqtt`); the bridge needs it to announce them. Unset: the local
+    #: stack's $METERLINE_HOME/key-secret, which `meterline up` makes.
+    key_secret: SecretStr | None = Field(default=None, validation_alias=_env("METERLINE_KEY_SECRET", "key_secret"))
+    #: MQTT_ADMIN_URL — mqtt(s)://meterline-admin:pass@host:port of the broker's service listener, for
+    #: `meterline mqtt-login` (tenant logins). Unset: the local stack's broker and admin password.
+    mqtt_admin_url: SecretStr | None = Field(default=None, validation_alias=_env("MQTT_ADMIN_URL", "mqtt_admin_url"))
     #: METERLINE_BRIDGE_MAX_PAYLOAD — largest MQTT payload accepted (bigger → dead letter).
     bridge_max_payload: int = Field(default=64 * 1024, ge=1024, validation_alias=_env("METERLINE_BRIDGE_MAX_PAYLOAD",
                                                                               "bridge_max_payload"))

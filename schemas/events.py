@@ -115,20 +115,21 @@ class UsageRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class KeyStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One entry of ``billing/keys/update``."""
+    """One entry of ``billing/keys/status`` (hashes only) or ``billing/keys/update`` (legacy keys, raw)."""
 
     app_id: str
     api_key_sha256: str
     status: Literal["ok", "blocked"]
     reason: str | None = None
-    api_key: str | None = None  # only in the operator's legacy compatibility mode
+    api_key: str | None = None  # on billing/keys/update only, and only for keys created as legacy
 
 
 class KeyUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """``billing/keys/update`` (server → clients).
+    """``billing/keys/status`` and ``billing/keys/update`` (server → clients).
 
     ``full`` marks a complete snapshot of the registry in one message: clients then refuse keys absent
-    from it. Partial updates (one changed key, or a snapshot too large for one message) omit it.
+    from it. Partial updates (one changed key, or a snapshot too large for one message) omit it, and so
+    does every ``billing/keys/update``, which lists legacy keys only.
     """
 
     updates: list[KeyStatus]
@@ -159,6 +160,9 @@ class ApiKeyRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     name: str | None = None
     prefix: str | None = None  # first characters of the key for display, e.g. "ml_sk_3f9a"
     revoked_at: int | None = None
+    #: keys made for legacy MQTT clients (which compare raw keys): the raw key, Fernet-encrypted with
+    #: the server secret (``gateway.keys.legacy``), so the bridge can announce it; None for every other key
+    legacy_key: str | None = None
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -10,6 +10,16 @@ report into Kafka twice; the workers drop the second by report id. Subscriptions
 (``$share/<group>/...``) so replicas split the load, and re-made on every (re)connect: Mosquitto
 2.0 does not restore shared subscriptions of persistent sessions.
 
+Ready (``connected``, and MQTT in ``/readyz``) means the broker GRANTED the subscriptions (its SUBACK),
+not that they were sent: with a new share group, a report published between the SUBSCRIBE and its
+SUBACK reaches nobody. A refused subscription (the login lacks the bridge role) keeps the bridge not
+ready and says so in an error line.
+
+Key status goes out on two topics (``docs/wire-protocols.md``): every key by hash on
+``billing/keys/status`` (our SDK), and only legacy keys, with their raw value, on
+``billing/keys/update`` (clients of the original protocol). A legacy key is decrypted once, when its
+record arrives (``gateway.keys.legacy``); the report path does no cryptography beyond the key's hash.
+
 The bridge runs inside the gateway's event loop (``GatewaySettings.bridge``, used by the
 one-command local stack) or as its own process (``python -m gateway.bridge``, the production
 default: HTTP replicas scale up and down with traffic, and a scaled-down replica's persistent
@@ -29,24 +39,23 @@ from gmqtt import Client, Subscription
 
 from gateway.errors import KafkaUnavailable
 from gateway.keys.format import hash_key
+from gateway.keys.legacy import KeyCipher, LegacyKeyError
 from gateway.keys.registry import KeyRegistry
 from gateway.metrics import GatewayMetrics
 from gateway.producer import EventProducer
 from gateway.settings import GatewaySettings
 from meterline import faults
 from meterline.retry import retry, retry_or_abort
-from schemas.events import ApiKeyRecord, Heartbeat, KeysRequest
+from schemas.events import ApiKeyRecord, Heartbeat, KeysRequest, KeyStatus
+from schemas.mqtt import CLIENT_TOPICS, HEARTBEAT, KEYS_REQUEST, KEYS_STATUS, KEYS_UPDATE, PING, REPORT
 from schemas.topics import Topics
 
 from .messages import dead_letter, decode_report, key_status, key_updates, now_ms, usage_record
 
 log = logging.getLogger(__name__)
 
-REPORT, KEYS_REQUEST, KEYS_UPDATE = "billing/report", "billing/keys/request", "billing/keys/update"
-HEARTBEAT, PING = "billing/heartbeat", "billing/ping"
 SESSION_EXPIRY_S = 7 * 24 * 3600
 _PUBACK_OK = 0  # MQTT 5 reason code "success"; a failed handler sends no PUBACK at all
-_MAX_SEEN_KEYS = 100_000
 
 _keys_request = msgspec.json.Decoder(KeysRequest)
 _heartbeat = msgspec.json.Decoder(Heartbeat)
@@ -57,25 +66,27 @@ class MqttBridge:
 
     def __init__(self, *, host: str, port: int, username: str | None, password: str | None,
                  ssl_context: ssl.SSLContext | None, client_id: str, share_group: str, producer: EventProducer,
-                 registry: KeyRegistry, metrics: GatewayMetrics, topics: Topics, legacy_raw_keys: bool = False,
+                 registry: KeyRegistry, metrics: GatewayMetrics, topics: Topics, cipher: KeyCipher | None = None,
                  max_payload: int = 64 * 1024, retry_delay: float = 0.5) -> None:
         self.host, self.port, self.ssl_context = host, port, ssl_context
-        self.client_id = client_id
+        self.client_id, self.username = client_id, username
         self.share_group = share_group
         self.producer, self.registry, self.metrics, self.topics = producer, registry, metrics, topics
-        self.legacy_raw_keys = legacy_raw_keys
+        self.cipher = cipher
         self.max_payload = max_payload
         self.retry_delay = retry_delay
-        self._seen_raw: dict[str, str] = {}  # legacy mode only: key hash -> raw key, memory only
+        self._legacy: dict[str, str] = {}  # key hash -> raw value, legacy keys only, decrypted once
+        self._subscription_mid: int | None = None
         self._client = Client(client_id, clean_session=False, optimistic_acknowledgement=False,
                               session_expiry_interval=SESSION_EXPIRY_S, logger=logging.getLogger("gmqtt"))
         if username:
             self._client.set_auth_credentials(username, password)
         self._client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._connected = asyncio.Event()
+        self._connected = asyncio.Event()  # set on the SUBACK that granted every subscription
         self._stopping = False
         self._handlers: set[asyncio.Task[Any]] = set()
         self._connector: asyncio.Task[None] | None = None
@@ -92,15 +103,19 @@ class MqttBridge:
         return cls(host=host, port=port, username=username, password=password, ssl_context=context,
                    client_id=settings.bridge_client_id, share_group=settings.bridge_share_group,
                    producer=producer, registry=registry, metrics=metrics, topics=settings.topics,
-                   legacy_raw_keys=settings.bridge_legacy_raw_keys, max_payload=settings.bridge_max_payload)
+                   cipher=KeyCipher.load(secret.get_secret_value() if (secret := settings.key_secret) else None),
+                   max_payload=settings.bridge_max_payload)
 
     # --- lifecycle --------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
+        """Connected AND subscribed: the broker granted every subscription (readiness)."""
         return self._connected.is_set()
 
     async def start(self) -> None:
         self._stopping = False
+        for record in self.registry.records():
+            self._learn(record)
         self._connector = asyncio.create_task(self._connect_loop(), name="mqtt-bridge-connect")
 
     async def wait_connected(self, timeout: float) -> None:
@@ -133,10 +148,24 @@ class MqttBridge:
 
     # --- MQTT callbacks ---------------------------------------------------------------------------
     def _on_connect(self, client: Client, flags: int, rc: int, properties: Any) -> None:
+        self._connected.clear()
         share = f"$share/{self.share_group}/"
-        client.subscribe([Subscription(share + topic, qos=1) for topic in (REPORT, KEYS_REQUEST, HEARTBEAT, PING)])
+        self._subscription_mid = client.subscribe([Subscription(share + topic, qos=1) for topic in CLIENT_TOPICS])
+        log.info("MQTT bridge %s connected to %s:%d; subscribing", self.client_id, self.host, self.port)
+
+    def _on_subscribe(self, client: Client, mid: int, granted: tuple[int, ...], properties: Any) -> None:
+        if mid != self._subscription_mid:
+            return
+        refused = [f"{topic} (0x{code:02x})" for topic, code in zip(CLIENT_TOPICS, granted, strict=False)
+                   if code >= 0x80]
+        if refused or len(granted) != len(CLIENT_TOPICS):
+            log.error("MQTT bridge %s: the broker refused the subscription to %s; the bridge stays NOT READY "
+                      "(does login %r have the meterline-bridge role?)", self.client_id,
+                      ", ".join(refused) or f"{len(CLIENT_TOPICS) - len(granted)} topic(s)", self.username)
+            return
         self._connected.set()
-        log.info("MQTT bridge %s connected to %s:%d and subscribed", self.client_id, self.host, self.port)
+        log.info("MQTT bridge %s subscribed to %s (share group %s)", self.client_id, ", ".join(CLIENT_TOPICS),
+                 self.share_group)
 
     def _on_disconnect(self, client: Client, packet: Any, exc: Exception | None = None) -> None:
         self._connected.clear()
@@ -185,8 +214,6 @@ class MqttBridge:
             await self._dead(REPORT, reason, f"report with an {reason.replace('_', ' ')}", payload,
                              agent_id=owner.agent_id if owner else None)
             return _PUBACK_OK
-        if self.legacy_raw_keys and len(self._seen_raw) < _MAX_SEEN_KEYS:
-            self._seen_raw[sha] = report.api_key
         value = usage_record(report, owner, sha, now_ms())
         await self._produce(self.topics.usage, owner.agent_id.encode(), value)
         faults.point("bridge.after_produce", report_id=report.report_id)  # Kafka has it; no PUBACK yet
@@ -208,27 +235,49 @@ class MqttBridge:
                     first=self.retry_delay, ceiling=5.0, on_error=failed)
 
     # --- key status -------------------------------------------------------------------------------
+    def _learn(self, record: ApiKeyRecord) -> None:
+        """Keep the raw value of a legacy key (decrypted here, once per record, never per report)."""
+        sha = record.key_sha256
+        if record.legacy_key is None:
+            self._legacy.pop(sha, None)
+            return
+        if self.cipher is None:
+            log.error("legacy key %s… of agent %s is not announced on %s: METERLINE_KEY_SECRET is not set",
+                      sha[:12], record.agent_id, KEYS_UPDATE)
+            return
+        try:
+            self._legacy[sha] = self.cipher.decrypt(record.legacy_key, sha)
+        except LegacyKeyError as exc:
+            self._legacy.pop(sha, None)
+            log.error("legacy key of agent %s is not announced on %s: %s", record.agent_id, KEYS_UPDATE, exc)
+
     def _keys_request(self, payload: bytes) -> int:
         try:
             _keys_request.decode(payload)
         except msgspec.DecodeError:
             self.metrics.mqtt_messages.labels(KEYS_REQUEST, "invalid").inc()
             return _PUBACK_OK
-        statuses = [key_status(r, self._raw_for(r.key_sha256)) for r in self.registry.records()]
-        self._publish_updates(statuses, full=True)
+        records = self.registry.records()
+        self._publish(KEYS_STATUS, [key_status(r) for r in records], full=True)
+        self._publish(KEYS_UPDATE, [key_status(r, raw) for r in records if (raw := self._legacy.get(r.key_sha256))])
         self.metrics.mqtt_messages.labels(KEYS_REQUEST, "answered").inc()
         return _PUBACK_OK
 
-    def _raw_for(self, sha: str) -> str | None:
-        return self._seen_raw.get(sha) if self.legacy_raw_keys else None
-
     def _key_changed(self, sha: str, record: ApiKeyRecord | None) -> None:
-        if record is not None and self.connected:
-            self._publish_updates([key_status(record, self._raw_for(sha))])
+        if record is None:
+            self._legacy.pop(sha, None)
+            return
+        self._learn(record)
+        if self.connected:
+            self._publish(KEYS_STATUS, [key_status(record)])
+            if raw := self._legacy.get(sha):
+                self._publish(KEYS_UPDATE, [key_status(record, raw)])
 
-    def _publish_updates(self, statuses: list[Any], *, full: bool = False) -> None:
+    def _publish(self, topic: str, statuses: list[KeyStatus], *, full: bool = False) -> None:
+        """Key statuses on ``topic``; ``full`` only on the hashed list (legacy clients never see it)."""
         for body in key_updates(statuses, full=full):
-            self._client.publish(KEYS_UPDATE, body, qos=1)
+            self._client.publish(topic, body, qos=1)
 
 
-__all__ = ["HEARTBEAT", "KEYS_REQUEST", "KEYS_UPDATE", "PING", "REPORT", "SESSION_EXPIRY_S", "MqttBridge"]
+__all__ = ["HEARTBEAT", "KEYS_REQUEST", "KEYS_STATUS", "KEYS_UPDATE", "PING", "REPORT", "SESSION_EXPIRY_S",
+           "MqttBridge"]

@@ -9,6 +9,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.errors import RegistryError
 from gateway.keys.format import display_prefix, generate_key, hash_key, is_key_format
+from gateway.keys.legacy import KeyCipher
 from gateway.keys.registry import KeyRegistry
 from schemas.events import ApiKeyRecord, request_batch_encoder
 
@@ -30,13 +31,18 @@ async def publish_record(bootstrap_servers: str, topic: str, record: ApiKeyRecor
 
 
 async def create_key(bootstrap_servers: str, topic: str, agent_id: str, *, name: str | None = None,
-                     prefix: str = "ml_sk_") -> tuple[str, ApiKeyRecord]:
-    """Create an active key for ``agent_id``; returns (raw key — show it once, its record)."""
+                     prefix: str = "ml_sk_", legacy: KeyCipher | None = None) -> tuple[str, ApiKeyRecord]:
+    """Create an active key for ``agent_id``; returns (raw key — show it once, its record).
+
+    ``legacy``: the key is for a client of the original MQTT protocol, which compares raw keys; its raw
+    value is stored encrypted with this cipher so the bridge can announce it (``gateway.keys.legacy``).
+    """
     if not agent_id or len(agent_id) > 256:
         raise RegistryError("agent id must be 1-256 characters")
     raw = generate_key(prefix)
     record = ApiKeyRecord(key_sha256=hash_key(raw), agent_id=agent_id, status="active",
-                          created_at=int(time.time() * 1000), name=name, prefix=display_prefix(raw))
+                          created_at=int(time.time() * 1000), name=name, prefix=display_prefix(raw),
+                          legacy_key=legacy.encrypt(raw) if legacy is not None else None)
     await publish_record(bootstrap_servers, topic, record)
     return raw, record
 
@@ -77,7 +83,8 @@ async def revoke_key(bootstrap_servers: str, topic: str, ident: str, timeout: fl
     current = matches[0]
     revoked = ApiKeyRecord(key_sha256=current.key_sha256, agent_id=current.agent_id, status="revoked",
                            created_at=current.created_at, name=current.name, prefix=current.prefix,
-                           revoked_at=int(time.time() * 1000))
+                           revoked_at=int(time.time() * 1000),
+                           legacy_key=current.legacy_key)  # legacy clients learn it is blocked by its raw value
     await publish_record(bootstrap_servers, topic, revoked)
     return revoked
 
