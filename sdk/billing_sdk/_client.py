@@ -1,17 +1,20 @@
 """``BillingClient``: the process-wide MQTT usage reporter.
 
 One background supervisor task per client keeps one connection up (``_connection.MqttConnection``),
-reconnecting with exponential backoff and jitter; per connection it subscribes ``billing/keys/update``,
-asks for the key list on ``billing/keys/request``, publishes queued reports with QoS 1 (at most
-``max_inflight`` unacknowledged) and a heartbeat every ``heartbeat_interval`` seconds. ``report_usage``
-never waits on the network: it validates, queues (bounded, optionally spooled to disk) and returns.
+reconnecting with exponential backoff and jitter; per connection it subscribes ``billing/keys/status``
+(Meterline's hashed key list) and ``billing/keys/update`` (the original protocol's; a broker may refuse
+it to this login, which is fine), asks for the key list on ``billing/keys/request``, publishes queued
+reports with QoS 1 (at most ``max_inflight`` unacknowledged) and a heartbeat every
+``heartbeat_interval`` seconds. ``report_usage`` never waits on the network: it validates, queues
+(bounded, optionally spooled to disk) and returns.
 
 Key checks: a key the server announced as blocked, or one absent from a full key list, is refused with
-``InvalidApiKeyError``, before anything is queued. Until the first ``billing/keys/update`` after a connect
-arrives, a key is "unknown yet": ``validate_api_key`` (used by ``@require_api_key``) waits for that first
-update at most ``key_wait_timeout`` seconds after the connection came up, then lets unknown keys through
+``InvalidApiKeyError``, before anything is queued. Until the first key list after a connect arrives, a
+key is "unknown yet": ``validate_api_key`` (used by ``@require_api_key``) waits for that first update
+at most ``key_wait_timeout`` seconds after the connection came up, then lets unknown keys through
 (the server does not bill unknown keys: it dead-letters them). This keeps a slow or silent billing
 server from taking the host service down, and matches the original SDK, which accepted unknown keys.
+Key lists are believed as far as the broker lets only the billing server publish them (``_keys``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ logger = logging.getLogger(__name__)
 TOPIC_REPORT = "billing/report"
 TOPIC_KEYS_REQUEST = "billing/keys/request"
 TOPIC_KEYS_UPDATE = "billing/keys/update"
+TOPIC_KEYS_STATUS = "billing/keys/status"
 TOPIC_HEARTBEAT = "billing/heartbeat"
 TOPIC_PING = "billing/ping"
 MAX_KEYS_MESSAGE = 16 * 1024 * 1024
@@ -237,7 +241,7 @@ class BillingClient:
         return True
 
     async def request_keys_list(self) -> None:
-        """Ask the server for the key list again (it answers on ``billing/keys/update``)."""
+        """Ask the server for the key list again (it answers on ``billing/keys/status``)."""
         if self._conn is not None and self._conn.connected:
             self._conn.publish(TOPIC_KEYS_REQUEST, orjson.dumps({"timestamp": now_ms()}), 1)
 
@@ -303,6 +307,7 @@ class BillingClient:
         logger.info("billing: connected to MQTT broker %s:%s", self._config.host, self._config.port)
         tasks: list[asyncio.Task[Any]] = []
         try:
+            conn.subscribe(TOPIC_KEYS_STATUS, 1)
             conn.subscribe(TOPIC_KEYS_UPDATE, 1)
             conn.publish(TOPIC_KEYS_REQUEST, orjson.dumps({"timestamp": now_ms()}), 1)
             tasks = [loop.create_task(self._send_loop(conn)), loop.create_task(self._heartbeat_loop(conn)),
@@ -350,19 +355,18 @@ class BillingClient:
             self._wake.set()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic != TOPIC_KEYS_UPDATE:
+        if topic not in (TOPIC_KEYS_STATUS, TOPIC_KEYS_UPDATE):
             return
         if len(payload) > MAX_KEYS_MESSAGE:
-            logger.warning("billing: ignoring a %d-byte billing/keys/update (limit %d)", len(payload),
-                           MAX_KEYS_MESSAGE)
+            logger.warning("billing: ignoring a %d-byte %s (limit %d)", len(payload), topic, MAX_KEYS_MESSAGE)
             return
         try:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            logger.warning("billing: ignoring a billing/keys/update that is not JSON")
+            logger.warning("billing: ignoring a %s that is not JSON", topic)
             return
         count = self._keys.apply(message)
-        logger.debug("billing: key update with %d entries", count)
+        logger.debug("billing: key update on %s with %d entries", topic, count)
 
 
 def get_billing_client() -> BillingClient | None:

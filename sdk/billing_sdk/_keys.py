@@ -1,10 +1,18 @@
-"""The key list the billing server announces on ``billing/keys/update``, matched by SHA-256.
+"""The key list the billing server announces, matched by SHA-256.
 
-Each update is ``{"updates": [{"app_id", "api_key_sha256", "status": "ok"|"blocked", "reason"?}],
-"timestamp"}``. Updates are merged key by key. An update carrying ``"full": true`` is a complete
-snapshot: it replaces what we knew, and from then on a key absent from it is refused as unknown.
-Legacy servers send the raw key (``api_key``, or ``key`` as in the original SDK) instead of the hash; we
-hash it on arrival and keep only the hash. Raw keys are never stored or logged here.
+Meterline's bridge announces every key's status by hash on ``billing/keys/status``; servers of the
+original protocol (and Meterline, for keys made for such clients) use ``billing/keys/update``. Both carry
+``{"updates": [{"app_id", "api_key_sha256", "status": "ok"|"blocked", "reason"?}], "timestamp"}`` and
+are merged key by key. An update carrying ``"full": true`` is a complete snapshot: it replaces what we
+knew, and from then on a key absent from it is refused as unknown. Entries with the raw key (``api_key``,
+or ``key`` as in the original SDK) are hashed on arrival; only the hash is kept. Raw keys are never
+stored or logged here.
+
+Trust: MQTT does not say who published a message. The client believes a key update exactly as far as
+the broker's access rules let only the billing server publish on these topics (Meterline's broker does:
+tenant logins cannot publish there). A full list that blocks or leaves out every key this client has
+used would stop the service, so it is logged as a WARNING with counts; it is applied all the same — the
+server is the authority on keys, and a genuine "all revoked" must take effect.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class KeyRegistry:
 
     def __init__(self) -> None:
         self._by_hash: dict[str, KeyInfo] = {}
+        self._used: set[str] = set()  # hashes of the keys this client checked (bounded by MAX_KEYS)
         self._full = False
         self._updates = 0
         self._received: asyncio.Event | None = None
@@ -98,6 +107,7 @@ class KeyRegistry:
             if status == "blocked":
                 logger.info("billing key %s… blocked by the server: %s", digest[:12], reason or "no reason")
         if message.get("full") is True:
+            self._warn_if_all_refused(fresh)
             self._by_hash = fresh
             self._full = True
         else:
@@ -106,12 +116,23 @@ class KeyRegistry:
         self._event().set()
         return len(fresh)
 
+    def _warn_if_all_refused(self, fresh: dict[str, KeyInfo]) -> None:
+        if not self._used or any((info := fresh.get(h)) is not None and info.status == "ok" for h in self._used):
+            return
+        blocked = sum(1 for h in self._used if h in fresh)
+        logger.warning("billing: a full key list refuses ALL %d key(s) this client has used (%d blocked, %d left "
+                       "out; %d key(s) in the list): every call with them fails from now on. If that is not "
+                       "the billing operator's doing, check that only the billing server may publish key "
+                       "updates on the broker", len(self._used), blocked, len(self._used) - blocked, len(fresh))
+
     def lookup(self, api_key: str) -> KeyInfo | None:
         return self._by_hash.get(key_sha256(api_key))
 
     def check(self, api_key: str) -> KeyInfo | None:
         """Raise ``InvalidApiKeyError`` for a blocked key, or one absent from a full list; else its info."""
         digest = key_sha256(api_key)
+        if len(self._used) < MAX_KEYS:
+            self._used.add(digest)
         info = self._by_hash.get(digest)
         if info is not None and info.status == "blocked":
             raise InvalidApiKeyError(f"API key {digest[:12]}… is blocked by the billing server"

@@ -1,8 +1,8 @@
 """The billing server's side of the MQTT protocol, played by a plain MQTT client in tests.
 
-It is a transport peer, not a mock of the SDK: it subscribes ``billing/report`` (QoS 1) and
-``billing/keys/request`` on the real broker and answers requests with ``billing/keys/update`` as the
-gateway's bridge does. With ``persistent=True`` it keeps a broker session (clean_session=False, stable
+It is a transport peer, not a mock of the SDK: it logs in as the bridge, subscribes ``billing/report``
+(QoS 1) and ``billing/keys/request`` on the real broker and answers requests with ``billing/keys/status``
+as the gateway's bridge does. With ``persistent=True`` it keeps a broker session (clean_session=False, stable
 client id) and reconnects by itself, so reports published while it is away wait for it in the broker.
 """
 
@@ -63,7 +63,7 @@ class BillingPeer:
         message: dict[str, Any] = {"updates": updates, "timestamp": int(time.time() * 1000)}
         if full if full is not None else self.full:
             message["full"] = True
-        self._client.publish("billing/keys/update", orjson.dumps(message), qos=1)
+        self._client.publish("billing/keys/status", orjson.dumps(message), qos=1)
 
     async def start(self) -> BillingPeer:
         await self._client.connect(self.endpoint.host, self.endpoint.port, version=MQTTv311, keepalive=10)

@@ -32,9 +32,9 @@ def _client(endpoint: MqttEndpoint, **kwargs: object) -> BillingClient:
     return BillingClient("localhost", endpoint.tls_port, endpoint.username, endpoint.password, **options)  # type: ignore[arg-type]
 
 
-async def test_tls_report_arrives_with_every_field(mosquitto: MqttEndpoint) -> None:
+async def test_tls_report_arrives_with_every_field(mqtt_server: MqttEndpoint, mosquitto: MqttEndpoint) -> None:
     key = f"key-{uuid.uuid4().hex}"
-    peer = await BillingPeer(mosquitto, {key: "ok"}).start()
+    peer = await BillingPeer(mqtt_server, {key: "ok"}).start()
     try:
         client = _client(mosquitto)
         await client.connect()
@@ -72,7 +72,7 @@ async def test_wrong_password_is_a_clear_error(mosquitto: MqttEndpoint) -> None:
     client = BillingClient("localhost", mosquitto.tls_port, mosquitto.username, "wrong-password",
                            ca_file=mosquitto.ca_file, connect_timeout=5)
     started = time.monotonic()
-    with pytest.raises(AuthenticationError, match="refused user 'meterline'.*(password|not authorised)"):
+    with pytest.raises(AuthenticationError, match=f"refused user '{mosquitto.username}'.*(password|not authorised)"):
         await client.connect()
     assert time.monotonic() - started < 4  # refused at once, not retried until the timeout
     assert not client.is_connected()
@@ -104,7 +104,9 @@ async def test_insecure_opt_out_and_plain_mqtt(mosquitto: MqttEndpoint) -> None:
     assert client.is_connected()
     await client.disconnect()
     BillingClient._reset_singleton()
-    plain = BillingClient("127.0.0.1", mosquitto.port, mosquitto.username, mosquitto.password, tls=False)
+    # the services' plain listener keeps the client id a client asks for: a tenant's must be its login
+    plain = BillingClient("127.0.0.1", mosquitto.port, mosquitto.username, mosquitto.password, tls=False,
+                          client_id=mosquitto.username)
     await plain.connect()
     assert plain.is_connected()
 
@@ -119,9 +121,9 @@ async def test_env_overrides_hard_coded_settings(mosquitto: MqttEndpoint, monkey
     assert client.is_connected()
 
 
-async def test_blocked_and_unknown_keys_fail_fast(mosquitto: MqttEndpoint) -> None:
+async def test_blocked_and_unknown_keys_fail_fast(mqtt_server: MqttEndpoint, mosquitto: MqttEndpoint) -> None:
     good, bad = f"good-{uuid.uuid4().hex}", f"bad-{uuid.uuid4().hex}"
-    peer = await BillingPeer(mosquitto, {good: "ok", bad: "blocked"}, full=True).start()
+    peer = await BillingPeer(mqtt_server, {good: "ok", bad: "blocked"}, full=True).start()
 
     class Service:
         @require_api_key
@@ -155,8 +157,9 @@ async def test_blocked_and_unknown_keys_fail_fast(mosquitto: MqttEndpoint) -> No
         await peer.stop()
 
 
-async def test_unknown_key_waits_briefly_for_the_key_list_then_passes(mosquitto: MqttEndpoint) -> None:
-    peer = await BillingPeer(mosquitto, answer=False).start()  # a server that never answers
+async def test_unknown_key_waits_briefly_for_the_key_list_then_passes(mqtt_server: MqttEndpoint,
+        mosquitto: MqttEndpoint) -> None:
+    peer = await BillingPeer(mqtt_server, answer=False).start()  # a server that never answers
     try:
         client = _client(mosquitto, key_wait_timeout=0.5)
         await client.connect()
@@ -170,9 +173,9 @@ async def test_unknown_key_waits_briefly_for_the_key_list_then_passes(mosquitto:
         await peer.stop()
 
 
-async def test_one_client_across_two_event_loops(mosquitto: MqttEndpoint) -> None:
+async def test_one_client_across_two_event_loops(mqtt_server: MqttEndpoint, mosquitto: MqttEndpoint) -> None:
     """Module-level construction, then two ``asyncio.run`` calls (in a thread: this test has its own loop)."""
-    peer = await BillingPeer(mosquitto).start()
+    peer = await BillingPeer(mqtt_server).start()
     client = await asyncio.to_thread(BillingClient, "localhost", mosquitto.tls_port, mosquitto.username,
                                      mosquitto.password, ca_file=mosquitto.ca_file)  # no loop: no auto-connect
 

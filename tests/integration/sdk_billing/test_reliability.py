@@ -4,6 +4,7 @@ bound during an outage, and a reporting process SIGKILLed with reports in its sp
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from billing_sdk import BillingClient, UsageData
 
 from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint
 from meterline.local.ports import free_port
+from tests.mqtt import new_tenant
 from tests.waiting import eventually
 
 from .peer import BillingPeer
@@ -29,6 +31,12 @@ def _client(endpoint: MqttEndpoint, **kwargs: object) -> BillingClient:
                                   "reconnect_max_delay": 0.5, "keepalive": 5, "connect_timeout": 5.0}
     options.update(kwargs)
     return BillingClient("localhost", endpoint.tls_port, endpoint.username, endpoint.password, **options)  # type: ignore[arg-type]
+
+
+async def as_tenant(endpoint: MqttEndpoint) -> MqttEndpoint:
+    """``endpoint`` with a fresh tenant's login, for the SDK (the peer keeps the bridge's)."""
+    login = await new_tenant(endpoint)
+    return dataclasses.replace(endpoint, username=login.username, password=login.password)
 
 
 def _seqs_by_report_id(peer: BillingPeer) -> dict[str, set[int]]:
@@ -66,7 +74,7 @@ async def test_broker_crash_with_reports_in_flight_loses_nothing(mosquitto_proce
     endpoint = mosquitto_process.endpoint
     peer = await BillingPeer(endpoint, persistent=True).start()
     subscribed_at = time.time()
-    client = _client(endpoint)
+    client = _client(await as_tenant(endpoint))
     forgotten: list[int] = []
     if resend == "no-resend":
         queue = client._queue
@@ -124,7 +132,7 @@ async def test_queue_bound_during_an_outage_counts_drops(mosquitto_process: Loca
     endpoint = mosquitto_process.endpoint
     peer = await BillingPeer(endpoint, persistent=True).start()
     drops: list[int] = []
-    client = _client(endpoint, queue_size=5, on_drop=drops.append)
+    client = _client(await as_tenant(endpoint), queue_size=5, on_drop=drops.append)
     await client.connect()
     await asyncio.to_thread(mosquitto_process.stop)
     await eventually(lambda: not client.is_connected(), 10, "the client to lose the stopped broker", interval=0.02)
@@ -155,7 +163,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-async def test_spooled_reports_survive_a_killed_process(mosquitto: MqttEndpoint, tmp_path: Path) -> None:
+async def test_spooled_reports_survive_a_killed_process(mqtt_server: MqttEndpoint,
+        mosquitto: MqttEndpoint, tmp_path: Path) -> None:
     spool = tmp_path / "billing-spool.db"
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(free_port()), str(spool)],
                              stdout=subprocess.PIPE, text=True)
@@ -166,7 +175,7 @@ async def test_spooled_reports_survive_a_killed_process(mosquitto: MqttEndpoint,
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         child.stdout.close()  # type: ignore[union-attr]
-    peer = await BillingPeer(mosquitto).start()
+    peer = await BillingPeer(mqtt_server).start()
     try:
         client = _client(mosquitto, spool_path=spool, client_id=f"spool-{uuid.uuid4().hex[:6]}")
         assert client.stats().spooled_at_start == 5

@@ -90,11 +90,12 @@ def seed_env(mosquitto: MqttEndpoint, monkeypatch: pytest.MonkeyPatch) -> dict[s
 
 
 @seeded
-async def test_complete_example_script(mosquitto: MqttEndpoint, seed_env: dict[str, str], tmp_path: Path) -> None:
+async def test_complete_example_script(mqtt_server: MqttEndpoint,
+        mosquitto: MqttEndpoint, seed_env: dict[str, str], tmp_path: Path) -> None:
     (script,) = [b for b in _blocks() if _kind(b) == "script"]
     path = tmp_path / "complete_example.py"
     path.write_text(script, encoding="utf-8")
-    peer = await BillingPeer(mosquitto, {KEY: "ok"}, full=True).start()
+    peer = await BillingPeer(mqtt_server, {KEY: "ok"}, full=True).start()
     try:
         proc = await asyncio.to_thread(subprocess.run, [sys.executable, str(path)], capture_output=True, text=True,
                                        timeout=60, env={**os.environ, **seed_env}, check=False)
@@ -136,10 +137,10 @@ async def _call_services(before: set[str], namespace: dict[str, Any]) -> list[st
 
 
 @seeded
-async def test_readme_fragments(mosquitto: MqttEndpoint, seed_env: dict[str, str]) -> None:
+async def test_readme_fragments(mqtt_server: MqttEndpoint, mosquitto: MqttEndpoint, seed_env: dict[str, str]) -> None:
     fragments = [b for b in _blocks() if _kind(b) == "fragment"]
     (init,) = [b for b in fragments if 'username="your_username"' in b]
-    peer = await BillingPeer(mosquitto, {KEY: "ok"}, full=True).start()
+    peer = await BillingPeer(mqtt_server, {KEY: "ok"}, full=True).start()
     try:
         base = {name: getattr(billing_sdk, name) for name in billing_sdk.__all__}
         await _run(init, {**base})
@@ -176,7 +177,7 @@ async def test_readme_fragments(mosquitto: MqttEndpoint, seed_env: dict[str, str
         await peer.stop()
 
 
-async def test_sdk_readme_billing_example(mosquitto: MqttEndpoint, seed_env: dict[str, str],
+async def test_sdk_readme_billing_example(mqtt_server: MqttEndpoint, mosquitto: MqttEndpoint, seed_env: dict[str, str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Our own README's billing example runs too (its host comes from BILLING_MQTT_HOST)."""
     readme = (Path(__file__).resolve().parents[3] / "sdk" / "README.md").read_text(encoding="utf-8")
@@ -184,7 +185,7 @@ async def test_sdk_readme_billing_example(mosquitto: MqttEndpoint, seed_env: dic
     block = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert block is not None
     monkeypatch.setenv("BILLING_MQTT_HOST", "localhost")
-    peer = await BillingPeer(mosquitto, {KEY: "ok"}).start()
+    peer = await BillingPeer(mqtt_server, {KEY: "ok"}).start()
     try:
         namespace: dict[str, Any] = {"key": KEY, "__name__": "readme"}
         await _run(block.group(1), namespace)

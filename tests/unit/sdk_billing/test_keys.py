@@ -64,3 +64,21 @@ async def test_wait_for_update() -> None:
     assert await keys.wait_for_update(0.01) is False
     keys.apply({"updates": [], "timestamp": 1})
     assert await keys.wait_for_update(0.01) is True
+
+
+def test_a_full_list_refusing_every_key_in_use_is_applied_and_logged_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    keys = KeyRegistry()
+    keys.apply({"updates": [{"app_id": "a", "api_key_sha256": _h(k), "status": "ok"} for k in ("k1", "k2", "k3")],
+                "full": True, "timestamp": 1})
+    for key in ("k1", "k2"):
+        keys.check(key)  # the keys this client uses
+    keys.apply({"updates": [{"app_id": "a", "api_key_sha256": _h("k1"), "status": "blocked"},
+                            {"app_id": "a", "api_key_sha256": _h("k3"), "status": "ok"}], "full": True, "timestamp": 2})
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "ALL 2 key(s) this client has used (1 blocked, 1 left out; 2 key(s) in the list)" in warning.getMessage()
+    for key in ("k1", "k2"):
+        with pytest.raises(InvalidApiKeyError):
+            keys.check(key)  # applied all the same: the server is the authority on keys
+    caplog.clear()
+    keys.apply({"updates": [{"app_id": "a", "api_key_sha256": _h("k2"), "status": "ok"}], "full": True, "timestamp": 3})
+    assert not caplog.records  # one key in use still served: an ordinary list
