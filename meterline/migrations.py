@@ -76,7 +76,9 @@ def applied_versions(client: Client, cluster: str | None = None) -> set[int]:
     if cluster is None:
         client.command(f"CREATE TABLE IF NOT EXISTS schema_migrations {_LEDGER_COLUMNS} "
                        "ENGINE = ReplacingMergeTree ORDER BY version")
-    else:  # one replica per server (no {shard} in the path): every server sees every version
+    elif not client.query("EXISTS TABLE schema_migrations").result_rows[0][0]:
+        # one replica per server (no {shard} in its path): every server sees every version. Created only
+        # when missing: ON CLUSTER waits for every server, and a worker must start with one of them down.
         client.command(f"CREATE DATABASE IF NOT EXISTS `{client.database}` ON CLUSTER {cluster}")
         client.command(f"CREATE TABLE IF NOT EXISTS schema_migrations ON CLUSTER {cluster} {_LEDGER_COLUMNS} "
                        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/schema_migrations',"

@@ -53,6 +53,10 @@ def apply_body_ttl(client: Client, days: int, cluster: str | None = None) -> Non
     """Keep bodies and headers of ``request_logs`` for ``days`` (migrations create it with 30)."""
     days = int(days)  # validated by the settings; never text in the statement
     renderer = ClusterRenderer(cluster, client.database or "", {"request_logs"}) if cluster else None
+    if renderer is not None:  # ON CLUSTER waits for every server: only when the TTL is not set yet
+        create = client.query(f"SHOW CREATE TABLE {local_name('request_logs')}").result_rows[0][0]
+        if create.count(f"toIntervalDay({days})") == len(_BODY_COLUMNS):
+            return
     for name, type_ in _BODY_COLUMNS:
         statement = (f"ALTER TABLE request_logs MODIFY COLUMN {name} {type_} "
                      f"TTL toDateTime(stored_at) + INTERVAL {days} DAY")
