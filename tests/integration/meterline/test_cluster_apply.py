@@ -1,9 +1,11 @@
 """The cluster rendering applied to a real ClickHouse cluster, and the workers' insert path on it.
 
 Needs a cluster (deploy/cluster/ is one): METERLINE_TEST_CLICKHOUSE_CLUSTER_URL names one of its
-servers (``http://meterline:<password>@localhost:8123``) and METERLINE_TEST_CLICKHOUSE_CLUSTER its name in
-remote_servers (default ``meterline``). Without them every test here is skipped, and pytest's summary
-lists them as skipped with this reason: chDB has no cluster, so nothing else can stand in.
+servers (``http://meterline:<password>@localhost:8123``), METERLINE_TEST_CLICKHOUSE_CLUSTER its name in
+remote_servers (default ``meterline``), and, when the tests run outside the cluster's network,
+METERLINE_TEST_CLICKHOUSE_HOSTS where to reach the hosts ``system.clusters`` lists
+(``ch-s1r2=localhost:8124,...``). Without the URL every test here is skipped, and pytest's summary lists
+them as skipped with this reason: chDB has no cluster, so nothing else can stand in.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
@@ -27,6 +30,7 @@ from stream_workers.sink import ClickHouseSink
 
 URL = os.environ.get("METERLINE_TEST_CLICKHOUSE_CLUSTER_URL", "")
 CLUSTER = os.environ.get("METERLINE_TEST_CLICKHOUSE_CLUSTER", "meterline")
+HOSTS = dict(pair.split("=", 1) for pair in os.environ.get("METERLINE_TEST_CLICKHOUSE_HOSTS", "").split(",") if pair)
 pytestmark = pytest.mark.skipif(not URL, reason="no ClickHouse cluster to apply to: set "
                                 "METERLINE_TEST_CLICKHOUSE_CLUSTER_URL (e.g. deploy/cluster/'s ch-s1r1)")
 
@@ -35,8 +39,17 @@ pytestmark = pytest.mark.skipif(not URL, reason="no ClickHouse cluster to apply 
 def cluster_dsn() -> Iterator[str]:
     """A DSN naming a fresh database; dropped on every server afterwards."""
     database = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{URL.rstrip('/')}/{database}"
+    yield urlsplit(URL)._replace(path=f"/{database}").geturl()
     get_client(URL, create_database=False).command(f"DROP DATABASE IF EXISTS `{database}` ON CLUSTER {CLUSTER} SYNC")
+
+
+def _reach(url: str) -> Any:
+    """A client for a replica URL built from system.clusters, with its host translated if asked."""
+    parts = urlsplit(url)
+    if parts.hostname in HOSTS:
+        userinfo = parts.netloc.rpartition("@")[0]
+        parts = parts._replace(netloc=f"{userinfo}@{HOSTS[parts.hostname]}" if userinfo else HOSTS[parts.hostname])
+    return get_client(parts.geturl(), create_database=False)
 
 
 def _on_every_server(client: Any, columns: str, table: str, rest: str = "") -> list[tuple[Any, ...]]:
@@ -83,7 +96,7 @@ def _batch(partition: int, ids: list[str]) -> SinkBatch:
 @pytest.mark.parametrize("token", ["kept", "random"])
 async def test_a_replayed_batch_lands_once_on_its_shard_even_through_the_other_replica(
         cluster_dsn: str, token: str) -> None:
-    router = ShardRouter(CLUSTER, cluster_dsn)
+    router = ShardRouter(CLUSTER, cluster_dsn, connect=_reach)
     sink = ClickHouseSink(lambda: get_client(cluster_dsn), router=router)
     assert await sink.start()
     try:
