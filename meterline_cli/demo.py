@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
+from meterline.local.mosquitto import LocalMosquitto
 from meterline.local.ports import free_port
 from meterline.paths import data_home
 from meterline.settings import StackSettings
@@ -179,7 +180,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                           batch_size=50, flush_interval=1.0)
     logger.transport.start_auto_flush()
     ca_file = os.environ.get("MQTT_CA_FILE") or str(data_home() / "mosquitto" / "certs" / "ca.crt")
-    billing = BillingClient("127.0.0.1", stack.meterline_mqtt_tls_port, "meterline", "meterline-local",
+    broker = LocalMosquitto(data_home() / "mosquitto", port=stack.meterline_mqtt_port,
+                            tls_port=stack.meterline_mqtt_tls_port)  # the running stack's, not started here
+    login = await asyncio.to_thread(broker.tenant_login, args.agent, args.agent)  # the agent's tenant login
+    billing = BillingClient("127.0.0.1", stack.meterline_mqtt_tls_port, login.username, login.password,
                             ca_file=ca_file)
     await billing.connect()
     adapter = _Billing(billing)

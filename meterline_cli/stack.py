@@ -26,9 +26,12 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
+from gateway.keys.legacy import ensure_local_key_secret
 from meterline.clickhouse import get_client
+from meterline.errors import ConfigError
 from meterline.kafka_admin import create_topics
 from meterline.local.logrepeats import RepeatLimiter
+from meterline.local.mosquitto import MqttLogin
 from meterline.local.secret_file import ensure_secret, new_operator_token, operator_token_path
 from meterline.local.shutdown import BoundedStop
 from meterline.local.supervisor import Supervisor
@@ -46,7 +49,7 @@ def register(sub: Any) -> None:
 
 
 def _mqtt_users() -> dict[str, str]:
-    """METERLINE_MQTT_USERS="user:pass,user2:pass2" — extra MQTT logins of the local Mosquitto."""
+    """METERLINE_MQTT_USERS="user:pass,user2:pass2" — extra tenant logins of the local Mosquitto."""
     users: dict[str, str] = {}
     for item in filter(None, os.environ.get("METERLINE_MQTT_USERS", "").split(",")):
         name, _, password = item.partition(":")
@@ -92,8 +95,19 @@ def local_operator_token() -> tuple[str, Path] | None:
     return token, path
 
 
+def local_mqtt_login(infra: LocalInfra, agent: str) -> MqttLogin | None:
+    """The agent's tenant login on the local broker (made once; its password file in the broker's home)."""
+    if infra.mosquitto is None:
+        return None
+    try:
+        return infra.mosquitto.tenant_login(agent, agent)
+    except ConfigError as exc:  # an agent id that is no valid login name: the stack runs without one
+        logging.getLogger(__name__).warning("no MQTT login for agent %s: %s", agent, exc)
+        return None
+
+
 def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | None,
-            operator_file: Path | None) -> str:
+            operator_file: Path | None, mqtt_login: MqttLogin | None = None) -> str:
     port = settings.meterline_gateway_port
     base = f"http://127.0.0.1:{port}"
     lines = [
@@ -107,8 +121,11 @@ def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | N
     ]
     if infra.mosquitto is not None:
         ep = infra.mosquitto.endpoint
-        lines.append(f"  MQTT        mqtt://{ep.host}:{ep.port}  mqtts://{ep.host}:{ep.tls_port}  "
-                     f"(user {ep.username}, CA {ep.ca_file})")
+        lines.append(f"  MQTT        mqtts://{ep.host}:{ep.tls_port} for billing clients (CA {ep.ca_file}); "
+                     f"mqtt://{ep.host}:{ep.port} for Meterline's services")
+        if mqtt_login is not None:  # the password's file, not the password (banners end up in logs)
+            lines.append(f"  MQTT login  user {mqtt_login.username}, password in {mqtt_login.password_file} "
+                         f"(BILLING_MQTT_USERNAME/_PASSWORD/_CA_FILE; `meterline mqtt-login create` makes more)")
     lines.append(f"  ClickHouse  {settings.effective_clickhouse_url()}")
     if operator_file is None:
         lines.append("  operator    token from METERLINE_OPERATOR_TOKEN (reads every agent, runs `meterline sql`)")
@@ -220,8 +237,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         client = get_client(settings.effective_clickhouse_url())
         apply_migrations(client)
         key = asyncio.run(ensure_first_key(infra.bootstrap_servers, topics.keys, args.agent))
+        ensure_local_key_secret()  # legacy MQTT keys: the bridge and `meterline keys` read it from the home
+        mqtt_login = local_mqtt_login(infra, args.agent)
         operator = local_operator_token()
-        banner = _banner(settings, infra, args.agent, key, operator[1] if operator else None)
+        banner = _banner(settings, infra, args.agent, key, operator[1] if operator else None, mqtt_login)
         code = run_embedded(banner, stop, operator[0] if operator else None)
     except KeyboardInterrupt:
         code = 130
