@@ -3,7 +3,8 @@
 Every view is a SQL file of ``schemas/queries`` run with bound parameters (``DashboardQueries``).
 They are served as a read API and a web page (``routes``, ``page``: module-level routes whose
 authorisation and ClickHouse client the serving app supplies — the gateway, in ``gateway/read_api.py``),
-exported as CSV (``export``), provisioned into Grafana (``grafana``), and printed in a shell
+priced into statements (``billing``, ``billing_api``), exported as CSV (``export``), provisioned into
+Grafana (``grafana``), and printed in a shell
 (``cli``: ``meterline dashboard``, ``meterline sql`` with its read-only guard in ``sql``,
 ``meterline export``), directly from ClickHouse or through the read API (``remote``).
 
@@ -11,7 +12,7 @@ This package imports only ``schemas`` and the floor (``meterline``): never the g
 """
 
 from dashboards.errors import DashboardError
-from dashboards.export import usage_to_csv
+from dashboards.export import statement_to_csv
 from dashboards.queries import DashboardQueries, TimeRange
 
-__all__ = ["DashboardError", "DashboardQueries", "TimeRange", "usage_to_csv"]
+__all__ = ["DashboardError", "DashboardQueries", "TimeRange", "statement_to_csv"]

@@ -19,7 +19,8 @@ from typing import Any, Final, TextIO
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from dashboards.export import csv_value, usage_to_csv
+from dashboards.billing import Billing, StatementRequest
+from dashboards.export import csv_value, statement_to_csv
 from dashboards.queries import PERIODS, DashboardQueries, TimeRange, utcnow
 from dashboards.remote import RemoteViews
 from dashboards.sql import check_read_only, run_read_only
@@ -48,14 +49,25 @@ def register(sub: Any) -> None:
     _remote_options(p, "the agent's API key or the operator token")
     p.set_defaults(func=cmd_dashboard)
 
-    p = sub.add_parser("export", help="export data as CSV")
+    p = sub.add_parser("export", help="export data as CSV or JSON")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    u = what.add_parser("usage", help="billing usage per customer app and period (CSV)")
-    u.add_argument("--customer", default="", help="the customer's app id (default: every app)")
-    u.add_argument("--period", required=True, help="calendar month YYYY-MM, or a range FROM..TO (dates)")
-    u.add_argument("--granularity", choices=PERIODS, default="day", help="rows per day, week or month")
+    u = what.add_parser("usage", help="billing statements: usage per app and end customer, priced with the price "
+                                      "list (schemas/prices.toml), and x402 revenue in its token (CSV or JSON)")
+    u.add_argument("--app", default="", help="the app (the owner of the reporting key) to export "
+                                             "(default: every app, which needs the operator token)")
+    u.add_argument("--customer", default=None, help="only this end customer: a report's metadata.customer_id or "
+                                                    "a request's customer_id (default: every one, line by line)")
+    u.add_argument("--period", default=None, help="calendar month YYYY-MM, or days FROM..TO (YYYY-MM-DD, both "
+                                                  "included); default: the current UTC month")
+    u.add_argument("--granularity", choices=PERIODS, default=None,
+                   help="rows per day, week or month inside the period (default: one row per line for the "
+                        "whole period: a month gives monthly rows)")
+    u.add_argument("--as-of", type=datetime.fromisoformat, default=None, metavar="TIME",
+                   help="count only what was stored before this ISO-8601 time (default: now); the same --as-of "
+                        "gives the same statement again")
+    u.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
     u.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
-    _remote_options(u, "the customer's API key or the operator token")
+    _remote_options(u, "the app's API key (its own statement) or the operator token (any app, every app)")
     u.set_defaults(func=cmd_export_usage)
 
 
@@ -267,18 +279,31 @@ def parse_period(period: str) -> TimeRange:
 
 
 def cmd_export_usage(args: argparse.Namespace) -> int:
-    rng = parse_period(args.period)
+    """The statements of ``--app`` (or every app) for ``--period`` (default: this UTC month), as CSV or JSON."""
+    period = args.period or f"{datetime.now(UTC):%Y-%m}"
+    if args.period is None:
+        print(f"meterline: period {period} (the current UTC month; choose another with --period)", file=sys.stderr)
+    rng = parse_period(period)
+    as_of = args.as_of.replace(tzinfo=UTC) if args.as_of and args.as_of.tzinfo is None else args.as_of
+    req = StatementRequest(rng, args.app, args.customer, args.granularity, as_of=as_of)
     source = _source(args)
     try:
         if isinstance(source, RemoteViews):
-            text = source.usage_csv(args.customer, rng, args.granularity)
+            params = {"from": rng.start.isoformat(), "to": rng.end.isoformat(), "period": args.granularity,
+                      "customer": args.customer, "as_of": as_of.isoformat() if as_of else None}
+            got = source.statement(args.app, {k: v for k, v in params.items() if v is not None}, args.format)
+            text = got if isinstance(got, str) else json.dumps(got, indent=2) + "\n"
         else:
-            text = usage_to_csv(DashboardQueries(source).usage(args.customer, rng, args.granularity))
+            billing = Billing(source)
+            body = billing.statement(req) if args.app else billing.statements(req)
+            text = (statement_to_csv(body) if args.format == "csv"
+                    else json.dumps(body, indent=2, default=csv_value) + "\n")
     except ClickHouseError as exc:
         raise MeterlineError(f"query failed: {exc}") from exc
     if args.output:
         args.output.write_text(text)
-        print(f"wrote {text.count(chr(10)) - 1} rows to {args.output}", file=sys.stderr)
+        what = f"{text.count(chr(10)) - 1} rows" if args.format == "csv" else "the statements"
+        print(f"wrote {what} to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -207,26 +207,6 @@ class Revenue(_Doc):
     by_customer: list[CustomerRevenue]
 
 
-class UsageRow(_Doc):
-    app_id: str
-    period_start: date
-    module: str
-    model: str
-    reports: int
-    units: int
-    cost: float
-
-
-class Usage(_Doc):
-    agent_id: str
-    period: str
-    start: datetime
-    end: datetime
-    usage: list[UsageRow]
-    total_units: int
-    total_cost: float
-
-
 class SqlResult(_Doc):
     columns: list[str]
     rows: list[list[Any]]
@@ -262,8 +242,9 @@ CSV_OK: Final[dict[str, Any]] = {
 
 #: operationId of each read view (the targets of the links below).
 VIEWS: Final = ("agent_stats", "agent_daily", "agent_customers", "agent_tools", "agent_logs", "agent_performance",
-                "agent_revenue", "agent_usage", "agent_usage_csv")
-_RANGED: Final = ("agent_customers", "agent_tools", "agent_revenue", "agent_usage", "agent_usage_csv")
+                "agent_revenue", "agent_usage", "agent_usage_csv", "agent_statement", "agent_statement_csv")
+_RANGED: Final = ("agent_customers", "agent_tools", "agent_revenue", "agent_usage", "agent_usage_csv",
+                  "agent_statement", "agent_statement_csv")
 
 
 def links(source: str, *, ranged: bool = False) -> dict[str, Any]:

@@ -75,11 +75,13 @@ class RemoteViews:
         result: dict[str, Any] = self._get(agent_id, "performance", window=window)
         return result
 
-    def usage_csv(self, app_id: str, rng: TimeRange, period: str = "day") -> str:
-        if not app_id:
-            raise DashboardError("through the gateway, export one customer at a time: give --customer")
-        text: str = self._get(app_id, "usage.csv", period=period, **self._range(rng))
-        return text
+    def statement(self, app_id: str, params: dict[str, str], fmt: str = "json") -> Any:
+        """The app's statement (``GET /v1/agents/{app}/statement``), or every app's (the operator's
+        ``GET /v1/statements``) when ``app_id`` is empty: CSV text for ``fmt="csv"``, else the JSON body."""
+        suffix = ".csv" if fmt == "csv" else ""
+        if app_id:
+            return self._get(app_id, "statement" + suffix, **params)
+        return self._call("GET", "/v1/statements" + suffix, params=params)
 
     def sql(self, query: str, params: dict[str, str], max_rows: int) -> tuple[list[str], list[list[Any]], bool]:
         body = self._call("POST", "/v1/sql", json={"query": query, "params": params, "max_rows": max_rows})

@@ -18,18 +18,16 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from dashboards import openapi as doc
 from dashboards.errors import DashboardError
-from dashboards.export import usage_to_csv
 from dashboards.queries import MAX_DAYS, MAX_LIMIT, WINDOWS, DashboardQueries, TimeRange, utcnow
 from dashboards.sql import MAX_ROWS, MAX_SQL_BYTES, run_read_only
 from meterline.errors import InfrastructureError
@@ -132,12 +130,6 @@ async def _view(client: ClientFactory, fn: Callable[[DashboardQueries], T]) -> T
     return result
 
 
-def _attachment(name: str) -> str:
-    """A Content-Disposition for ``name``: an ASCII file name (headers are Latin-1), the exact one in UTF-8."""
-    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
 # --- the views -----------------------------------------------------------------------------------
 
 router = APIRouter(prefix="/v1/agents/{agent_id}", tags=["dashboard"], dependencies=[Security(doc.BEARER)])
@@ -203,26 +195,7 @@ async def revenue(agent_id: Reader, client: Views, period: Period = "day", days:
     return {"agent_id": agent_id, **result}
 
 
-@router.get("/usage", summary="Billing usage of the agent's app: units and cost per period/module/model",
-            operation_id="agent_usage", response_model=None,
-            responses={200: doc.ok(doc.Usage, "agent_usage", ranged=True), **doc.RANGE_ERRORS})
-async def usage(agent_id: Reader, client: Views, period: Period = "day", days: Days = 30, month: Month = None,
-                start: From = None, end: To = None) -> dict[str, Any]:
-    rng = _range(days, start, end, month)
-    rows = await _view(client, lambda q: q.usage(agent_id, rng, period))
-    return {"agent_id": agent_id, "period": period, "start": rng.start, "end": rng.end, "usage": rows,
-            "total_units": sum(r["units"] for r in rows), "total_cost": sum(r["cost"] for r in rows)}
-
-
-@router.get("/usage.csv", summary="Billing usage as CSV (one customer app, one period)",
-            operation_id="agent_usage_csv", response_class=Response, responses={200: doc.CSV_OK, **doc.RANGE_ERRORS})
-async def usage_csv(agent_id: Reader, client: Views, period: Period = "day", days: Days = 30, month: Month = None,
-                    start: From = None, end: To = None) -> Response:
-    rng = _range(days, start, end, month)
-    rows = await _view(client, lambda q: q.usage(agent_id, rng, period))
-    name = f"usage-{agent_id}-{month or rng.start.date().isoformat()}.csv"
-    return Response(usage_to_csv(rows), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": _attachment(name)})
+# Billing usage and statements (/usage, /usage.csv, /statement, ...) are dashboards/billing_api.py's.
 
 
 # --- ad-hoc SQL (operator only): `meterline sql` while a running stack owns the embedded engine ------

@@ -55,6 +55,8 @@ def register(sub: Any) -> None:
     p = ls.add_parser("delete", help="delete a tenant login")
     p.add_argument("login")
     p.set_defaults(func=cmd_login_delete)
+    p = ls.add_parser("setup", help="apply the broker's access rules and the bridge login of MQTT_URL (idempotent)")
+    p.set_defaults(func=cmd_login_setup)
 
 
 def _settings() -> GatewaySettings:
@@ -120,6 +122,12 @@ def cmd_login_list(args: argparse.Namespace) -> int:
     for login in asyncio.run(mqtt_logins.listing(_settings())):
         roles = ",".join(r.get("rolename", "") for r in login.get("roles", []))
         print(f"{login.get('username', ''):<32} {login.get('textname', '') or '-':<40} {roles}")
+    return 0
+
+
+def cmd_login_setup(args: argparse.Namespace) -> int:
+    bridge = asyncio.run(mqtt_logins.setup(_settings()))
+    print(f"MQTT access rules applied; bridge login {bridge}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The read path as the gateway serves it: the dashboards' routes, with the gateway's auth and ClickHouse.
 
 The one gateway module that knows ``dashboards`` (the import-layer test allows this edge and no other).
-``mount`` includes the read API and the dashboard page in the gateway app and fills in what the routes
+``mount`` includes the read API (with the billing routes of ``dashboards/billing_api.py``) and the
+dashboard page in the gateway app and fills in what the routes
 leave to their host (``app.dependency_overrides``): an agent reads its own data with its API key (the
 key registry), the operator reads everything with ``METERLINE_OPERATOR_TOKEN`` (``gateway.deps``).
 
@@ -18,7 +19,7 @@ import threading
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 
-from dashboards import page, routes
+from dashboards import billing_api, page, routes
 from gateway.deps import authorize_agent_access, require_operator
 from meterline.clickhouse import get_client
 
@@ -55,10 +56,12 @@ def mount(app: FastAPI, views: routes.ClientFactory, sql: routes.ClientFactory |
     The app's ``state.runtime`` is the ``GatewayRuntime`` whose key registry and settings decide who reads.
     """
     app.include_router(routes.router)
+    app.include_router(billing_api.router)
+    app.include_router(billing_api.operator_router)
     app.include_router(page.router)
     app.dependency_overrides[routes.read_access] = authorize_agent_access
+    app.dependency_overrides[routes.operator_access] = require_operator  # also the billing statements'
     app.dependency_overrides[routes.views_client] = lambda: views
     if sql is not None:
         app.include_router(routes.sql_router)
-        app.dependency_overrides[routes.operator_access] = require_operator
         app.dependency_overrides[routes.sql_client] = lambda: sql

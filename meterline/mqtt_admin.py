@@ -161,6 +161,10 @@ class DynsecAdmin:
                 raise MqttAdminError("the broker did not answer a dynamic-security command within "
                                      f"{timeout:g} s (is the plugin loaded?)") from None
 
+    def send(self, *commands: dict[str, Any]) -> None:
+        """Send ``commands`` without waiting for their answers (for changes that end this session)."""
+        self._client.publish(CONTROL_TOPIC, json.dumps({"commands": list(commands)}).encode(), qos=1)
+
     async def checked(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
         """``run`` that raises ``MqttAdminError`` for the first command the broker refused."""
         answers = await self.run(*commands)
@@ -205,19 +209,17 @@ async def connect_admin(host: str, port: int, password: str, *, ssl_context: ssl
             await asyncio.wait_for(client.disconnect(), 5)
 
 
-async def _ensure_role(admin: DynsecAdmin, name: str, acls: list[dict[str, Any]]) -> None:
+async def _role_changes(admin: DynsecAdmin, name: str, acls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The commands that make role ``name`` allow exactly ``acls`` (creating it if missing)."""
     (answer,) = await admin.run({"command": "getRole", "rolename": name})
     if "error" in answer:
-        await admin.checked({"command": "createRole", "rolename": name, "acls": acls})
-        return
-    key = ("acltype", "topic", "allow", "priority")
-    have = {tuple(a.get(k) for k in key): a for a in answer["data"]["role"].get("acls", [])}
+        return [{"command": "createRole", "rolename": name, "acls": acls}]
+    key = ("acltype", "topic", "allow")
+    have = {tuple(a.get(k) for k in key) for a in answer["data"]["role"].get("acls", [])}
     want = {tuple(a[k] for k in key): a for a in acls}
-    commands = [{"command": "removeRoleACL", "rolename": name, "acltype": a["acltype"], "topic": a["topic"]}
-                for k, a in have.items() if k not in want]
-    commands += [{"command": "addRoleACL", "rolename": name, **a} for k, a in want.items() if k not in have]
-    if commands:
-        await admin.checked(*commands)
+    commands = [{"command": "removeRoleACL", "rolename": name, "acltype": kind, "topic": topic}
+                for kind, topic, allow in sorted(have) if (kind, topic, allow) not in want]
+    return commands + [{"command": "addRoleACL", "rolename": name, **a} for k, a in want.items() if k not in have]
 
 
 async def apply_base(admin: DynsecAdmin, bridge_password: str, bridge_user: str = BRIDGE_USER) -> None:
@@ -225,15 +227,20 @@ async def apply_base(admin: DynsecAdmin, bridge_password: str, bridge_user: str 
     await admin.checked({"command": "setDefaultACLAccess",
                          "acls": [{"acltype": k, "allow": v} for k, v in DEFAULT_ACCESS.items()]})
     for name, acls in ROLES.items():
-        await _ensure_role(admin, name, acls)
+        if changes := await _role_changes(admin, name, acls):
+            await admin.checked(*changes)
     (answer,) = await admin.run({"command": "getClient", "username": bridge_user})
     if "error" in answer:
         await admin.checked({"command": "createClient", "username": bridge_user, "password": bridge_password,
                              "textname": "Meterline MQTT bridge", "roles": [{"rolename": BRIDGE_ROLE}]})
-        return
-    await admin.checked({"command": "setClientPassword", "username": bridge_user, "password": bridge_password})
-    if BRIDGE_ROLE not in {r["rolename"] for r in answer["data"]["client"].get("roles", [])}:
-        await admin.checked({"command": "addClientRole", "username": bridge_user, "rolename": BRIDGE_ROLE})
+    else:
+        await admin.checked({"command": "setClientPassword", "username": bridge_user, "password": bridge_password})
+        if BRIDGE_ROLE not in {r["rolename"] for r in answer["data"]["client"].get("roles", [])}:
+            await admin.checked({"command": "addClientRole", "username": bridge_user, "rolename": BRIDGE_ROLE})
+    # `mosquitto_ctrl dynsec init` (compose) also lets the admin read '#'. Changing a role disconnects the
+    # clients that have it, this session included: sent last, without waiting for an answer.
+    if changes := await _role_changes(admin, ADMIN_ROLE, _ADMIN_ACLS):
+        admin.send(*changes)
 
 
 async def create_login(admin: DynsecAdmin, login: str, password: str, *, agent_id: str,

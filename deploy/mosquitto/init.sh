@@ -1,9 +1,12 @@
 #!/bin/sh
-# Prepare Mosquitto's secrets in /mosquitto/secrets (the mqtt-secrets volume), run by the mqtt-init
-# service of docker-compose.yml:
-#  - passwd: the service user and the bridge user (mosquitto_passwd, hashed);
-#  - ca.crt, server.crt, server.key: copied from deploy/mosquitto/certs/ when present (your own
-#    certificates), otherwise a private CA and a server certificate for $MQTT_TLS_HOSTS, made once.
+# Prepare Mosquitto's files, run by the mqtt-init service of docker-compose.yml:
+#  - /mosquitto/data/dynamic-security.json (the mosquitto-data volume), once: the dynamic-security
+#    plugin's file with the admin login meterline-admin only ($MQTT_ADMIN_PASSWORD, PBKDF2-hashed by
+#    mosquitto_ctrl). The plugin keeps it up to date from then on (tenant logins); the roles and the
+#    bridge login are applied over MQTT by `meterline mqtt-login setup` (the init service);
+#  - ca.crt, server.crt, server.key in /mosquitto/secrets (the mqtt-secrets volume): copied from
+#    deploy/mosquitto/certs/ when present (your own certificates), otherwise a private CA and a server
+#    certificate for $MQTT_TLS_HOSTS, made once.
 # The files are owned by the mosquitto user (uid 1883), which the broker runs as.
 # (POSIX sh: the eclipse-mosquitto image is Alpine/busybox without bash.)
 set -eu
@@ -11,11 +14,15 @@ set -eu
 set -o pipefail
 
 out=/mosquitto/secrets
-mkdir -p "$out"
+data=/mosquitto/data
+mkdir -p "$out" "$data"
+chmod 0700 "$data"
 
-: > "$out/passwd"
-mosquitto_passwd -b "$out/passwd" "${MQTT_USERNAME:?}" "${MQTT_PASSWORD:?}"
-mosquitto_passwd -b "$out/passwd" "${MQTT_BRIDGE_USERNAME:?}" "${MQTT_BRIDGE_PASSWORD:?}"
+if [ ! -f "$data/dynamic-security.json" ]; then
+    mosquitto_ctrl dynsec init "$data/dynamic-security.json" meterline-admin "${MQTT_ADMIN_PASSWORD:?}" >/dev/null
+fi
+chown -R 1883:1883 "$data"
+chmod 0600 "$data/dynamic-security.json"
 
 if [ -f /deploy/certs/server.crt ] && [ -f /deploy/certs/server.key ] && [ -f /deploy/certs/ca.crt ]; then
     cp /deploy/certs/ca.crt /deploy/certs/server.crt /deploy/certs/server.key "$out/"
@@ -35,7 +42,7 @@ elif [ ! -f "$out/server.crt" ]; then
 fi
 
 chown -R 1883:1883 "$out"
-chmod 0600 "$out/passwd" "$out/server.key"
+chmod 0600 "$out/server.key"
 [ ! -f "$out/ca.key" ] || chmod 0600 "$out/ca.key"
 chmod 0644 "$out/ca.crt" "$out/server.crt"
 echo "mqtt secrets ready in $out"

@@ -1,4 +1,4 @@
-"""Tenant logins of the MQTT broker (``meterline mqtt-login create|list|delete``).
+"""Tenant logins of the MQTT broker (``meterline mqtt-login create|list|delete|setup``).
 
 A login belongs to one agent (its ``textname`` says which) and is bound to the client id equal to its
 name, so one login serves ONE connection at a time: a second connection with the same login replaces
@@ -50,6 +50,17 @@ async def admin_session(settings: GatewaySettings) -> AsyncIterator[mqtt_admin.D
         yield admin
 
 
+async def setup(settings: GatewaySettings) -> str:
+    """The broker's roles and default access, and the bridge login of ``MQTT_URL`` (compose's init runs it;
+    the local stack does the same at every start). Returns the bridge's login name."""
+    _, _, user, password, _ = settings.mqtt_parts()
+    if not user or not password:
+        raise RegistryError("MQTT_URL must hold the bridge's login (mqtts://meterline-bridge:<password>@host:port)")
+    async with admin_session(settings) as admin:
+        await mqtt_admin.apply_base(admin, password, bridge_user=user)
+    return user
+
+
 async def create(settings: GatewaySettings, agent_id: str, login: str | None = None, *,
                  legacy: bool = False) -> tuple[str, str]:
     """A new tenant login for ``agent_id`` (named after it unless ``login``); returns (login, password)."""
@@ -70,4 +81,4 @@ async def delete(settings: GatewaySettings, login: str) -> None:
         await mqtt_admin.delete_login(admin, login)
 
 
-__all__ = ["admin_session", "create", "delete", "listing"]
+__all__ = ["admin_session", "create", "delete", "listing", "setup"]

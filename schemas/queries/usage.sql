@@ -1,6 +1,8 @@
--- Billing usage: units and cost per (app, {period}, module, model) in [start, end).
+-- Billing usage: reports and units per (app, {period}, module, model) in [start, end).
 -- {period} is 'day', 'week' (starting Monday) or 'month'; {app_id} = '' means every app.
--- cost was priced by the stream workers from schemas/prices.toml when the report was stored.
+-- Units are the module's own (tokens, characters, seconds, calls: the meters of schemas/prices.toml);
+-- rows of different modules are never added up. Amounts are not here: statements price these
+-- quantities with the price list as exact decimals (statement_usage.sql, dashboards/billing.py).
 --
 -- Whole minutes come from the per-minute rollup usage_minute (migration 0002, exact sums); the
 -- parts of the first and last minute that the range cuts come from usage_events, so the totals
@@ -17,17 +19,16 @@ SELECT
     module,
     model,
     sum(n)                                                   AS reports,
-    sum(u)                                                   AS units,
-    sum(c)                                                   AS cost
+    sum(u)                                                   AS units
 FROM
 (
-    SELECT app_id, toDateTime64(minute, 3, 'UTC') AS t, module, model, reports AS n, units AS u, cost AS c
+    SELECT app_id, toDateTime64(minute, 3, 'UTC') AS t, module, model, reports AS n, units AS u
     FROM usage_minute
     WHERE ({app_id:String} = '' OR app_id = {app_id:String})
       AND minute >= first_full
       AND minute < end_minute
     UNION ALL
-    SELECT app_id, event_time AS t, module, model, toUInt64(1) AS n, usage AS u, cost AS c
+    SELECT app_id, event_time AS t, module, model, toUInt64(1) AS n, usage AS u
     FROM usage_events
     WHERE ({app_id:String} = '' OR app_id = {app_id:String})
       AND event_time >= {start:DateTime64(3, 'UTC')}

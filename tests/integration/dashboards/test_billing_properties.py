@@ -4,9 +4,9 @@
   agents, connection checks, rows outside the range, amounts whose float sums tie or nearly tie)
   give, per customer, the exact sum of the amounts and the number of paid requests, ordered by
   amount (largest first, ties by customer id), cut at ``limit``.
-- Usage cost: reports go through the stream worker's own parsing and pricing (``UsageHandler``), as
-  the sink stores them; the usage view's cost must equal units times the prices written below,
-  independently of ``schemas/prices.toml`` and its lookup code.
+- Usage amounts: reports go through the stream worker's own parsing (``UsageHandler``), as the sink
+  stores them; the statement's amounts must equal, exactly, quantity times the prices written in
+  ``sample.PRICES``, independently of ``schemas/prices.toml`` and its lookup code.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dashboards.billing import Billing, StatementRequest
 from dashboards.queries import DashboardQueries, TimeRange
 from meterline.clickhouse import INSERT_SETTINGS
 from schemas.events import UsageRecord
@@ -97,6 +98,7 @@ def test_revenue_by_customer_breaks_an_exact_tie_by_customer_id(clickhouse: Clie
 # ---------------------------------------------------------------------------------------------- usage
 
 PRICES = sample.PRICES
+UNPRICED = {("vision", "clip")}  # no meter counts vision: unpriced, whatever its price in the sample list
 
 
 def store_like_the_worker(client: Client, reports: list[UsageRecord]) -> None:
@@ -117,27 +119,31 @@ def store_like_the_worker(client: Client, reports: list[UsageRecord]) -> None:
 @DB_SETTINGS
 @given(st.lists(st.tuples(st.sampled_from(sorted(PRICES)), st.integers(0, 2_000_000), st.integers(0, 6)),
                 min_size=1, max_size=30))
-def test_usage_cost_is_units_times_the_price_list(clickhouse: Client,
-                                                 reports: list[tuple[tuple[str, str], int, int]]) -> None:
+def test_usage_amounts_are_quantity_times_the_price_list_exactly(
+        clickhouse: Client, reports: list[tuple[tuple[str, str], int, int]]) -> None:
     app = f"app-{uuid.uuid4().hex[:10]}"
     records = [UsageRecord(app_id=app, report_id=f"{app}-{i}", key_sha256="ab" * 32, module=module, model=model,
                            usage=units, timestamp=int((START + timedelta(days=day)).timestamp() * 1000) + i,
                            ingested_at=int((START + timedelta(days=day, minutes=1)).timestamp() * 1000))
                for i, ((module, model), units, day) in enumerate(reports)]
     store_like_the_worker(clickhouse, records)
-    got = DashboardQueries(clickhouse).usage(app, TimeRange(START, END), "week")
+    body = Billing(clickhouse).statement(StatementRequest(TimeRange(START, END), app, granularity="week",
+                                                          by_customer=False))
     want: dict[tuple[str, str], tuple[int, Decimal]] = {}
     for (module, model), units, _day in reports:
-        n, cost = want.get((module, model), (0, Decimal(0)))
-        want[(module, model)] = (n + units, cost + units * PRICES[(module, model)])
-    got_by_model: dict[tuple[str, str], tuple[int, float]] = {}
-    for r in got:
-        n, cost = got_by_model.get((r["module"], r["model"]), (0, 0.0))
-        got_by_model[(r["module"], r["model"])] = (n + r["units"], cost + r["cost"])
-    assert set(got_by_model) == set(want)
-    stored = clickhouse.query("SELECT module, model, groupUniqArray(unit_price) FROM usage_events "
-                              "WHERE app_id = {a:String} GROUP BY module, model", parameters={"a": app}).result_rows
-    assert {(m, mo): prices for m, mo, prices in stored} == {key: [float(PRICES[key])] for key in want}
-    for key, (units, cost) in want.items():
-        assert got_by_model[key][0] == units, key
-        assert got_by_model[key][1] == pytest.approx(float(cost), rel=1e-9, abs=1e-12), key
+        n, amount = want.get((module, model), (0, Decimal(0)))
+        want[(module, model)] = (n + units, amount + units * PRICES[(module, model)])
+    got: dict[tuple[str, str], tuple[int, Decimal | None]] = {}
+    for line in body["lines"] + body["unpriced"]:
+        n, amount = got.get((line["module"], line["model"]), (0, Decimal(0)))
+        line_amount = None if line["amount"] is None else Decimal(line["amount"])
+        got[(line["module"], line["model"])] = (n + line["quantity"], None if line_amount is None or amount is None
+                                                else amount + line_amount)
+    assert set(got) == set(want)
+    for key, (units, amount) in want.items():
+        if key in UNPRICED:  # a module with no meter: listed with its quantity, never priced at 0
+            assert got[key] == (units, None), key
+        else:
+            assert got[key] == (units, amount), key  # exact: Decimal equality, no tolerance
+    assert Decimal(body["totals"][0]["amount"] if body["totals"] else 0) == sum(
+        (a for k, (_u, a) in want.items() if k not in UNPRICED), Decimal(0))

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -84,28 +85,41 @@ def test_dashboard_summary_shows_the_agents_numbers(loaded: Any, capsys: pytest.
     assert "Agent agent-a" in capsys.readouterr().out
 
 
-def test_export_usage_per_customer_and_month(loaded: Any, tmp_dir: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_usage_gives_monthly_statement_rows_per_app(loaded: Any, tmp_dir: Any,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     _, _, usage = loaded
     month = sample.NOW.strftime("%Y-%m")
-    assert main(["export", "usage", "--customer", "app-2", "--period", month]) == 0
+    assert main(["export", "usage", "--app", "app-2", "--period", month]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     first = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-    want = sample.naive_usage(usage, "app-2", first, (first + timedelta(days=32)).replace(day=1), "day")
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    want = sample.naive_usage(usage, "app-2", first, nxt, "month")
     assert {r["app_id"] for r in rows} == {"app-2"}
-    got = {(r["app_id"], r["period_start"], r["module"], r["model"]): (int(r["reports"]), int(r["units"]),
-                                                                       float(r["cost"])) for r in rows}
-    assert {(k[0], k[1].isoformat(), k[2], k[3]): v for k, v in want.items()}.keys() == got.keys()
-    for (app, day, module, model), (n, units, cost) in want.items():
-        assert got[(app, day.isoformat(), module, model)] == pytest.approx((n, units, cost), rel=1e-8)
+    lines = [r for r in rows if r["kind"] == "usage"]
+    # a monthly period gives monthly rows: one per (end customer, model), the month as its period
+    assert {(r["period_start"], r["period_end"]) for r in lines} == {("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z")}
+    got = {(r["module"], r["model"]): (int(r["reports"]), int(r["quantity"])) for r in lines}
+    assert got == {(k[2], k[3]): (n, units) for k, (n, units, _cost) in want.items()}
+    for r in lines:  # exact: quantity × the unit price, in the price list's currency, with the unit
+        assert Decimal(r["amount"]) == int(r["quantity"]) * sample.PRICES[(r["module"], r["model"])]
+        assert r["currency"] == "USD" and r["unit"] in ("tokens", "characters", "seconds") and "e" not in r["amount"]
+    total = next(r for r in rows if r["kind"] == "total")
+    assert Decimal(total["amount"]) == sum(Decimal(r["amount"]) for r in lines)
 
     out = tmp_dir / "all.csv"
     assert main(["export", "usage", "--period", f"{first:%Y-%m-%d}..{sample.NOW:%Y-%m-%d}",
-                 "--granularity", "month", "-o", str(out)]) == 0
-    monthly = list(csv.DictReader(out.open()))
+                 "--granularity", "month", "-o", str(out)]) == 0  # every app: the default
+    monthly = [r for r in csv.DictReader(out.open()) if r["kind"] in ("usage", "unpriced")]
     assert {r["app_id"] for r in monthly} == {"app-1", "app-2"}
     end = sample.NOW.replace(hour=0, minute=0, second=0) + timedelta(days=1)
-    assert sum(int(r["units"]) for r in monthly) == sum(u.usage for u in usage if first <= u.event_time < end)
+    assert sum(int(r["quantity"]) for r in monthly) == sum(u.usage for u in usage if first <= u.event_time < end)
     assert main(["export", "usage", "--period", "November"]) == 2
+
+    assert main(["export", "usage", "--app", "app-2", "--format", "json"]) == 0  # no --period: this month
+    captured = capsys.readouterr()
+    assert f"period {datetime.now(UTC):%Y-%m} (the current UTC month" in captured.err
+    body = json.loads(captured.out)
+    assert body["app_id"] == "app-2" and body["currency"] == "USD" and body["price_list"]["prices"]
 
 
 def test_commands_read_through_the_gateway_when_told(loaded: Any, clickhouse_dsn: str,
@@ -122,15 +136,19 @@ def test_commands_read_through_the_gateway_when_told(loaded: Any, clickhouse_dsn
     assert main(["sql", query]) == 0
     local = capsys.readouterr().out
     month = sample.NOW.strftime("%Y-%m")
-    assert main(["export", "usage", "--customer", "app-1", "--period", month]) == 0
+    assert main(["export", "usage", "--app", "app-1", "--period", month]) == 0
     local_csv = capsys.readouterr().out
+    assert main(["export", "usage", "--period", month]) == 0
+    local_every_app = capsys.readouterr().out
 
     with serve(dashboard_app(client, sql_client=get_client(clickhouse_dsn))) as base:
         remote = ["--gateway", base, "--token", OPERATOR_TOKEN]
         assert main(["sql", query, *remote]) == 0
         assert capsys.readouterr().out == local
-        assert main(["export", "usage", "--customer", "app-1", "--period", month, *remote]) == 0
+        assert main(["export", "usage", "--app", "app-1", "--period", month, *remote]) == 0
         assert capsys.readouterr().out == local_csv
+        assert main(["export", "usage", "--period", month, *remote]) == 0  # the operator's export of every app
+        assert capsys.readouterr().out == local_every_app
         assert main(["dashboard", "--agent", "agent-b", *remote]) == 0
         out = capsys.readouterr().out
         assert f"total {len(sample.traffic(reqs, 'agent-b')):,}" in out

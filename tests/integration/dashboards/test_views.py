@@ -160,8 +160,8 @@ def test_usage_matches_naive(views: DashboardQueries, data: Any, app: str, perio
     rng = TimeRange(sample.NOW - timedelta(days=60), sample.NOW)
     got = views.usage(app, rng, period)
     want = sample.naive_usage(data[1], app, rng.start, rng.end, period)
-    same_map({(r["app_id"], r["period_start"], r["module"], r["model"]): (r["reports"], r["units"], r["cost"])
-              for r in got}, want)
+    same_map({(r["app_id"], r["period_start"], r["module"], r["model"]): (r["reports"], r["units"])
+              for r in got}, {k: v[:2] for k, v in want.items()})  # amounts: test_statements*.py
     assert len(got) == len(want) > 0
 
 
@@ -193,6 +193,6 @@ def test_usage_is_exact_for_ranges_that_cut_minutes(views: DashboardQueries, cli
     sample.insert_usage(clickhouse, usage)
     got = views.usage("app-edge", TimeRange(start, end), "day")
     want = sample.naive_usage(usage, "app-edge", start, end, "day")
-    same_map({(r["app_id"], r["period_start"], r["module"], r["model"]): (r["reports"], r["units"], r["cost"])
-              for r in got}, want)
+    same_map({(r["app_id"], r["period_start"], r["module"], r["model"]): (r["reports"], r["units"])
+              for r in got}, {k: v[:2] for k, v in want.items()})  # amounts: test_statements*.py
     assert sum(r["reports"] for r in got) == sum(start <= t < end for t in times) > 0

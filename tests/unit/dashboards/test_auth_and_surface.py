@@ -10,11 +10,11 @@ from dashboards import routes
 
 
 def test_public_surface_is_pinned() -> None:
-    assert set(dashboards.__all__) == {"DashboardError", "DashboardQueries", "TimeRange", "usage_to_csv"}
+    assert set(dashboards.__all__) == {"DashboardError", "DashboardQueries", "TimeRange", "statement_to_csv"}
     for name in dashboards.__all__:
         assert getattr(dashboards, name) is not None
-    assert set(routes.__all__) == {"ClientFactory", "operator_access", "read_access", "router", "sql_client",
-                                   "sql_router", "views_client"}
+    assert set(routes.__all__) == {"Caller", "ClientFactory", "agents_router", "caller", "operator_access",
+                                   "read_access", "router", "sql_client", "sql_router", "views_client"}
 
 
 async def test_routes_whose_app_provides_nothing_let_nobody_in() -> None:

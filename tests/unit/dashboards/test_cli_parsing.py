@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 
 from dashboards.cli import check_read_only, format_table, parse_period, sparkline
-from dashboards.export import usage_to_csv
 from dashboards.queries import TimeRange
 from meterline.errors import MeterlineError
 
@@ -47,9 +46,4 @@ def test_periods() -> None:
     assert TimeRange.last_days(1, datetime(2026, 5, 5, 23, 59, tzinfo=UTC)).start == datetime(2026, 5, 5, tzinfo=UTC)
 
 
-def test_csv_neutralises_formulas_but_not_negative_numbers() -> None:
-    rows = [{"app_id": "=HYPERLINK(\"x\")", "period_start": date(2026, 11, 1), "module": "llm", "model": "-1",
-             "reports": 2, "units": 300, "cost": 0.0045}]
-    text = usage_to_csv(rows)
-    assert text.splitlines() == ["app_id,period_start,module,model,reports,units,cost",
-                                 "\"'=HYPERLINK(\"\"x\"\")\",2026-11-01,llm,-1,2,300,0.0045"]
+# The statement CSV (and its CSV-injection guard) is tested in tests/unit/dashboards/test_billing_build.py.

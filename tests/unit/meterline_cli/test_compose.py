@@ -103,7 +103,7 @@ def test_app_environment_is_documented(services: dict[str, dict[str, Any]]) -> N
         unknown = set(env) - known
         assert not unknown, f"{name}: variables no settings class reads: {unknown}"
     bridge = services["bridge"]["environment"]
-    assert bridge["MQTT_URL"].startswith("mqtts://") and "@mosquitto:8883" in bridge["MQTT_URL"]
+    assert bridge["MQTT_URL"].startswith("mqtts://") and "@mosquitto:8884" in bridge["MQTT_URL"]  # services listener
     assert services["worker"]["environment"]["METERLINE_SINK_MODE"] == "direct"  # ClickHouse server, not chDB
 
 
