@@ -4,7 +4,9 @@ The sample agent is a FastAPI app with the SDK's ``GT8004Middleware`` (served by
 a free port) and a ``billing_sdk.BillingClient`` reporting LLM/TTS usage over MQTT/TLS. A load
 loop calls it as several customers would: chat and search tools, an MCP ``tools/call`` endpoint,
 paid endpoints answering 402 until an x402 payment header comes along, and a few failures.
-It creates its own API key (``meterline keys``) and ends by printing where to look.
+Its API key is made on the first run (``meterline keys``) and kept, 0600, in ``$METERLINE_HOME/demo/``,
+so later runs report as the same key instead of adding one more. The SDKs' own INFO lines stay out of
+the way unless ``meterline -v demo``. It ends by printing where to look.
 """
 
 from __future__ import annotations
@@ -13,17 +15,22 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import os
 import random
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 
+from meterline.errors import ConfigError
 from meterline.local.mosquitto import LocalMosquitto
 from meterline.local.ports import free_port
+from meterline.local.secret_file import read_secret, write_secret
 from meterline.paths import data_home
 from meterline.settings import StackSettings
 
@@ -97,6 +104,8 @@ def _payment(customer: str) -> str:
 
 
 def _bar(done: int, total: int, started: float) -> None:
+    if not sys.stdout.isatty():  # a progress bar redrawn with \r is noise in a log or a pipe
+        return
     width = 32
     filled = int(width * done / max(total, 1))
     rate = done / max(time.monotonic() - started, 1e-6)
@@ -168,13 +177,12 @@ async def run_demo(args: argparse.Namespace) -> int:
     from billing_sdk import BillingClient
     from gt8004 import GT8004Logger
 
-    from gateway.keys.admin import create_key
-
     stack = StackSettings()
     bootstrap = stack.kafka_bootstrap_servers or f"127.0.0.1:{stack.meterline_kafka_port}"
     gateway = f"http://127.0.0.1:{stack.meterline_gateway_port}"
-    api_key, _ = await create_key(bootstrap, stack.topics.keys, args.agent, name="meterline demo")
-    await asyncio.sleep(1.0)  # the gateway follows the key registry live; give it a moment
+    key_file = demo_key_path(args.agent)
+    api_key, created = await demo_key(bootstrap, stack.topics.keys, args.agent, key_file)
+    await wait_until_known(gateway, args.agent, api_key)
 
     logger = GT8004Logger(agent_id=args.agent, api_key=api_key, ingest_url=f"{gateway}/v1/ingest",
                           batch_size=50, flush_interval=1.0)
@@ -202,16 +210,67 @@ async def run_demo(args: argparse.Namespace) -> int:
         await serving
         await logger.close()
         await billing.disconnect()
+    sent = billing.stats()
     print(f"  {counts['ok']} ok, {counts['error']} errors, {counts['payment_required']} payment required "
-          f"({counts['paid']} paid with x402), usage reports failed: {adapter.failed}")
-    print(f"\nLook at it:\n  dashboard  {gateway}/dashboard/{args.agent}   (paste this key when asked)\n"
-          f"  API key    {api_key}\n"
-          f"  read API   curl -H 'Authorization: Bearer {api_key}' {gateway}/v1/agents/{args.agent}/stats\n"
-          f"  terminal   meterline dashboard --agent {args.agent}")
+          f"({counts['paid']} paid with x402); usage reports: {sent.acknowledged} acknowledged by the broker, "
+          f"{sent.dropped + adapter.failed} not sent")
+    key_line = (f"  API key    {api_key}   (new; kept in {key_file} for the next runs)" if created
+                else f"  API key    the one in {key_file}   (cat {key_file})")
+    print(f"\nLook at it:\n  dashboard  {gateway}/dashboard/{args.agent}   (paste the API key when asked)\n"
+          f"{key_line}\n"
+          f"  read API   curl -H \"Authorization: Bearer $(cat {key_file})\" {gateway}/v1/agents/{args.agent}/stats\n"
+          f"  terminal   meterline dashboard --agent {args.agent}\n"
+          f"  billing    MQTT login {login.username}, password in {login.password_file}")
     return 0
 
 
+def demo_key_path(agent: str) -> Path:
+    """Where the demo keeps the API key of ``agent`` (any agent id makes one file name)."""
+    return data_home() / "demo" / f"{quote(agent, safe='')}.key"
+
+
+async def demo_key(bootstrap: str, topic: str, agent: str, path: Path) -> tuple[str, bool]:
+    """The demo's API key for ``agent``: the one kept in ``path`` while it is active, else a new one kept
+    there; (key, made now)."""
+    from gateway.keys.admin import create_key, list_keys
+    from gateway.keys.format import hash_key
+
+    kept = read_secret(path)
+    if kept is not None:
+        digest = hash_key(kept)
+        if any(r.key_sha256 == digest and r.agent_id == agent and r.status == "active"
+               for r in await list_keys(bootstrap, topic)):
+            return kept, False
+    raw, _ = await create_key(bootstrap, topic, agent, name="meterline demo")
+    write_secret(path, raw)
+    return raw, True
+
+
+async def wait_until_known(gateway: str, agent: str, api_key: str, timeout: float = 30.0) -> None:
+    """Return once the running gateway accepts ``api_key`` (it follows the key registry live)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=gateway, timeout=5) as http:
+        while True:
+            try:
+                status = (await http.get(f"/v1/agents/{quote(agent, safe='')}/stats",
+                                         headers={"Authorization": f"Bearer {api_key}"})).status_code
+            except httpx.HTTPError as exc:
+                raise ConfigError(f"no gateway answers at {gateway} ({exc}): is `meterline up` running "
+                                  "with the same METERLINE_GATEWAY_PORT?") from exc
+            if status != 401:
+                return
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the gateway at {gateway} still refuses the demo's key after {timeout:.0f} s: "
+                                  "does it read the same Kafka (METERLINE_KAFKA_PORT, METERLINE_TOPIC_PREFIX)?")
+            await asyncio.sleep(0.1)  # the registry applies a new key within about a second
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.verbose:  # the SDKs report their connections at INFO; -v shows them
+        for name in ("billing_sdk", "gt8004"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if args.seed is not None:
         random.seed(args.seed)
     return asyncio.run(run_demo(args))

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # chatty clients: their INFO lines drown what the command says
-        for name in ("aiokafka", "httpx", "gmqtt", "faust", "mode"):
+        for name in ("aiokafka", "httpx", "gmqtt", "faust", "mode", "meterline.mqtt_admin"):  # the last: gmqtt's
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
