@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -41,8 +42,8 @@ from meterline.local.ports import free_port  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
 
-async def connect(ep: MqttEndpoint, name: str, on_message: Any = None) -> Client:
-    client = Client(f"{name}-{uuid.uuid4().hex[:6]}")
+async def connect(ep: MqttEndpoint, name: str, on_message: Any = None, client_id: str | None = None) -> Client:
+    client = Client(client_id or f"{name}-{uuid.uuid4().hex[:6]}")
     client.set_auth_credentials(ep.username, ep.password)
     if on_message is not None:
         client.on_message = on_message
@@ -50,8 +51,8 @@ async def connect(ep: MqttEndpoint, name: str, on_message: Any = None) -> Client
     return client
 
 
-async def publish_all(ep: MqttEndpoint, payloads: list[bytes]) -> None:
-    publisher = await connect(ep, "pub")
+async def publish_all(tenant: MqttEndpoint, payloads: list[bytes]) -> None:
+    publisher = await connect(tenant, "pub", client_id=tenant.username)  # a tenant login's bound client id
     for payload in payloads:
         publisher.publish("billing/report", payload, qos=1)
         while len(publisher._persistent_storage.get_all()) >= 80:  # broker's receive maximum is 100
@@ -61,7 +62,7 @@ async def publish_all(ep: MqttEndpoint, payloads: list[bytes]) -> None:
     await publisher.disconnect()
 
 
-async def raw_delivery(ep: MqttEndpoint, payloads: list[bytes]) -> float:
+async def raw_delivery(ep: MqttEndpoint, tenant: MqttEndpoint, payloads: list[bytes]) -> float:
     got = 0
     done = asyncio.Event()
 
@@ -76,7 +77,7 @@ async def raw_delivery(ep: MqttEndpoint, payloads: list[bytes]) -> float:
     subscriber.subscribe(f"$share/raw{uuid.uuid4().hex[:6]}/billing/report", qos=1)
     await asyncio.sleep(0.5)
     started = time.perf_counter()
-    await publish_all(ep, payloads)
+    await publish_all(tenant, payloads)
     await asyncio.wait_for(done.wait(), 300)
     elapsed = time.perf_counter() - started
     await subscriber.disconnect()
@@ -106,10 +107,12 @@ async def count_topic(bootstrap: str, topic: str, ids: set[str], timeout: float,
     return time.perf_counter()
 
 
-async def bridged(ep: MqttEndpoint, bootstrap: str, topics: Topics, payloads: list[bytes], log: Path) -> float:
+async def bridged(ep: MqttEndpoint, tenant: MqttEndpoint, bootstrap: str, topics: Topics, payloads: list[bytes],
+                  log: Path) -> float:
     ids = [msgspec.json.decode(p)["report_id"] for p in payloads]
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "METERLINE_TOPIC_PREFIX": topics.prefix,
-           "MQTT_URL": f"mqtt://bridge:bridge-pass@{ep.host}:{ep.port}", "METERLINE_GATEWAY_CREATE_TOPICS": "false",
+           "MQTT_URL": f"mqtt://{ep.username}:{ep.password}@{ep.host}:{ep.port}",
+           "METERLINE_GATEWAY_CREATE_TOPICS": "false",
            "METERLINE_BRIDGE_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
     out = log.open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "gateway.bridge"], cwd=ROOT, env=env, stdout=out,
@@ -119,14 +122,14 @@ async def bridged(ep: MqttEndpoint, bootstrap: str, topics: Topics, payloads: li
         warm = 0  # until the bridge has subscribed, reports go nowhere: probe until one arrives
         while True:
             warm += 1
-            await publish_all(ep, [payloads[0]])
+            await publish_all(tenant, [payloads[0]])
             if await count_topic(bootstrap, topics.usage, {ids[0]}, 2, fail=False):
                 break
             if warm > 30:
                 raise SystemExit(f"the bridge did not start; see {log}")
         counter = asyncio.create_task(count_topic(bootstrap, topics.usage, set(ids[1:]), 300))
         started = time.perf_counter()
-        await publish_all(ep, payloads[1:])
+        await publish_all(tenant, payloads[1:])
         finished = await counter
         return (len(payloads) - 1) / (finished - started)
     finally:
@@ -147,9 +150,10 @@ def main() -> None:
             kafka = LocalKafka(work / "kafka", port=free_port(), controller_port=free_port()).start()
             stack.callback(kafka.stop)
             bootstrap = kafka.bootstrap_servers
-        mosquitto = LocalMosquitto(work / "mosquitto", port=free_port(), tls_port=free_port(),
-                                   extra_users={"bridge": "bridge-pass"}).start()
+        mosquitto = LocalMosquitto(work / "mosquitto", port=free_port(), tls_port=free_port()).start()
         stack.callback(mosquitto.stop)
+        login = mosquitto.tenant_login("bench-tenant", "bench-app")  # reports come from a tenant's login
+        tenant = dataclasses.replace(mosquitto.endpoint, username=login.username, password=login.password)
         topics = Topics(prefix=f"benchb{uuid.uuid4().hex[:6]}.", partitions=6)
         asyncio.run(create_topics(bootstrap, topics))
         key, _ = asyncio.run(create_key(bootstrap, topics.keys, "bench-app"))
@@ -157,8 +161,8 @@ def main() -> None:
                                          "usage": 150, "timestamp": 1_700_000_000_000 + i,
                                          "report_id": uuid.uuid4().hex, "metadata": {"customer": f"c{i % 9}"}})
                     for i in range(n + 1)]
-        raw = asyncio.run(raw_delivery(mosquitto.endpoint, payloads[1:]))
-        bridge = asyncio.run(bridged(mosquitto.endpoint, bootstrap, topics, payloads, work / "bridge.log"))
+        raw = asyncio.run(raw_delivery(mosquitto.endpoint, tenant, payloads[1:]))
+        bridge = asyncio.run(bridged(mosquitto.endpoint, tenant, bootstrap, topics, payloads, work / "bridge.log"))
         print(f"{n} QoS 1 reports, {len(payloads[0])} bytes each")
         print(f"raw Mosquitto delivery      : {raw:9,.0f} reports/s")
         print(f"bridge Mosquitto -> Kafka   : {bridge:9,.0f} reports/s  ratio to raw = {bridge / raw:.2f}")
