@@ -8,7 +8,8 @@ it used for the caller's API key. The broker comes from the environment variable
 
     python examples/billing_reporter.py --api-key <the caller's key> "How are usage reports counted?"
 
-The usage then appears under the key's agent: ``GET /v1/agents/<agent>/usage`` and the dashboard.
+The usage then appears under the key's agent: ``GET /v1/agents/<agent>/statement`` (the month's statement,
+per end customer: ``--customer`` sets the report's ``metadata.customer_id``; docs/billing.md) and the dashboard.
 """
 
 from __future__ import annotations
@@ -38,20 +39,24 @@ def fake_llm(prompt: str) -> tuple[str, int, int]:
 
 class LLMService:
     @require_api_key  # no key, a blocked key or one the billing server does not know: refused, nothing billed
-    async def complete(self, stream: Call, prompt: str) -> str:
+    async def complete(self, stream: Call, prompt: str, customer: str | None = None) -> str:
         api_key = stream.metadata.get("api-key", "")  # the decorator checked it is there and known
         answer, prompt_tokens, completion_tokens = fake_llm(prompt)
         # Queued at once, delivered in the background (QoS 1, resent after a reconnect, counted once).
+        # metadata.customer_id: the end customer this usage is for, a line of its own on the statement.
+        metadata: dict[str, object] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        if customer:
+            metadata["customer_id"] = customer
         await report_usage(api_key=api_key, module="llm", model=MODEL, usage=prompt_tokens + completion_tokens,
-                           metadata={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
+                           metadata=metadata)
         return answer
 
 
-async def main(api_key: str, prompt: str) -> int:
+async def main(api_key: str, prompt: str, customer: str | None = None) -> int:
     client = BillingClient("localhost", 8883)  # the BILLING_MQTT_* variables override both, and add the login
     try:
         await client.connect()
-        print(await LLMService().complete(Call(api_key), prompt))
+        print(await LLMService().complete(Call(api_key), prompt, customer))
         delivered = await client.flush(10)  # wait for the broker's PUBACK
     except BillingError as exc:
         print(f"billing: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -66,7 +71,8 @@ async def main(api_key: str, prompt: str) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Answer a prompt and bill its tokens to the caller's key.")
     parser.add_argument("--api-key", required=True, help="the caller's API key (from meterline up or keys create)")
+    parser.add_argument("--customer", help="the end customer the answer is for (the report's metadata.customer_id)")
     parser.add_argument("prompt", nargs="?", default="How does Meterline count usage reports?")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(asyncio.run(main(args.api_key, args.prompt)))
+    sys.exit(asyncio.run(main(args.api_key, args.prompt, args.customer)))
