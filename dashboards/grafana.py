@@ -29,6 +29,14 @@ _SUBSTITUTIONS: Final = {
     "prev_start": f"({_FROM} - toIntervalSecond(dateDiff('second', {_FROM}, {_TO})))",
     "limit": "100",
     "period": "'day'",
+    # the page's filters and the logs' search and cursor: none on the Grafana board (its own variables pick)
+    "customer": "''",
+    "tool": "''",
+    "status": "''",
+    "protocol": "''",
+    "q": "''",
+    "before_time": _TO,
+    "before_id": "''",
 }
 _PARAM = re.compile(r"\{(\w+):[^{}]+\}")
 #: (title, query file, panel type, width, height)

@@ -119,13 +119,60 @@ class LogEntry(_Doc):
 class Logs(_Doc):
     agent_id: str
     logs: list[LogEntry]
+    next_cursor: str | None
+
+
+class StoredRequest(_Doc):
+    """A request as stored: secret headers removed, bodies as captured (their sizes are the originals')."""
+
+    event_time: datetime
+    ingested_at: datetime
+    stored_at: datetime
+    request_id: str
+    batch_id: str
+    sdk_version: str
+    source: str
+    method: str
+    path: str
+    status_code: int
+    response_ms: float
+    customer_id: str
+    tool_name: str
+    error_type: str
+    protocol: str
+    x402_amount: float
+    x402_tx_hash: str
+    x402_token: str
+    x402_payer: str
+    request_body: str
+    response_body: str
+    request_body_size: int
+    response_body_size: int
+    headers: dict[str, str]
+    ip_address: str
+    user_agent: str
+    referer: str
+    content_type: str
+    accept_language: str
+    country: str
+    city: str
+
+
+class RequestDetail(_Doc):
+    agent_id: str
+    request: StoredRequest
 
 
 class WindowStats(_Doc):
+    """Successes (status < 400), errors (>= 400 but 402) and payment required (402) add up to requests."""
+
     requests: int
     successes: int
     errors: int
     payment_required: int
+    revenue: float
+    paid_requests: int
+    customers: int
     error_rate: float
     avg_latency_ms: float
     requests_per_minute: float
@@ -170,11 +217,94 @@ class Performance(_Doc):
     window: str
     start: datetime
     end: datetime
+    previous_start: datetime
     current: WindowStats
     previous: WindowStats
     change_pct: Change
     histogram: list[Bucket]
     hourly: list[Hour]
+
+
+class SummaryChange(Change):
+    successes: float | None
+    errors: float | None
+    payment_required: float | None
+    revenue: float | None
+    paid_requests: float | None
+    customers: float | None
+
+
+class Summary(_Doc):
+    """The range [start, end) and the period of the same length before it, [previous_start, start)."""
+
+    agent_id: str
+    start: datetime
+    end: datetime
+    previous_start: datetime
+    current: WindowStats
+    previous: WindowStats
+    change_pct: SummaryChange
+
+
+class Point(_Doc):
+    t: datetime
+    requests: int
+    errors: int
+    payment_required: int
+    revenue: float
+    avg_latency_ms: float
+    p50_latency_ms: float
+    p95_latency_ms: float
+
+
+class Series(_Doc):
+    """One point per bucket of ``step_seconds`` (aligned to UTC) that overlaps [start, end), empty ones too."""
+
+    agent_id: str
+    start: datetime
+    end: datetime
+    step_seconds: int
+    points: list[Point]
+
+
+class Group(_Doc):
+    key: str
+    requests: int
+    errors: int
+    payment_required: int
+    error_rate: float
+    revenue: float
+    avg_latency_ms: float
+    p95_latency_ms: float
+    previous_requests: int
+
+
+class Breakdown(_Doc):
+    """Groups with traffic in [start, end); ``previous_requests`` counts [previous_start, start)."""
+
+    agent_id: str
+    by: str
+    start: datetime
+    end: datetime
+    previous_start: datetime
+    groups: list[Group]
+
+
+class AgentRow(_Doc):
+    agent_id: str
+    requests: int
+    errors: int
+    payment_required: int
+    revenue: float
+    recent_requests: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+class Agents(_Doc):
+    """``recent_requests``: the last 24 hours (whole minutes); ``first_seen``/``last_seen``: minutes."""
+
+    agents: list[AgentRow]
 
 
 class PeriodRevenue(_Doc):
@@ -230,6 +360,8 @@ READ_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 #: ... and those that take a time range.
 RANGE_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     **READ_ERRORS, 400: _error("The range is empty, or not within the years 1900 to 2299, or no month")}
+DETAIL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    **READ_ERRORS, 404: _error("The agent has no request with this id")}
 SQL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: _error("Not one read-only statement, or the engine refused it"),
     401: _error("The operator token is required"),
@@ -242,14 +374,31 @@ CSV_OK: Final[dict[str, Any]] = {
 
 #: operationId of each read view (the targets of the links below).
 VIEWS: Final = ("agent_stats", "agent_daily", "agent_customers", "agent_tools", "agent_logs", "agent_performance",
-                "agent_revenue", "agent_usage", "agent_usage_csv", "agent_statement", "agent_statement_csv")
+                "agent_revenue", "agent_usage", "agent_usage_csv", "agent_summary", "agent_series", "agent_breakdown",
+                "agent_statement", "agent_statement_csv")
 _RANGED: Final = ("agent_customers", "agent_tools", "agent_revenue", "agent_usage", "agent_usage_csv",
-                  "agent_statement", "agent_statement_csv")
+                  "agent_statement", "agent_statement_csv",
+                  "agent_summary", "agent_series", "agent_breakdown", "agent_logs", "agent_performance")
+#: Links that follow a value inside an answer rather than its agent and range.
+_FOLLOW: Final[dict[str, dict[str, Any]]] = {
+    "agent_logs": {
+        "next_page": {"operationId": "agent_logs", "parameters": {
+            "agent_id": "$response.body#/agent_id", "cursor": "$response.body#/next_cursor"}},
+        "agent_request": {"operationId": "agent_request", "parameters": {
+            "agent_id": "$response.body#/agent_id", "request_id": "$response.body#/logs/0/request_id"}},
+    },
+    "agents": {
+        target: {"operationId": target, "parameters": {"agent_id": "$response.body#/agents/0/agent_id"}}
+        for target in ("agent_stats", "agent_summary", "agent_logs")
+    },
+}
 
 
 def links(source: str, *, ranged: bool = False) -> dict[str, Any]:
     """The 200 answer of ``source`` links to the agent's other views (with its range, if it has one)."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = dict(_FOLLOW.get(source, {}))
+    if source == "agents":
+        return out
     for target in VIEWS:
         if target == source:
             continue
@@ -264,4 +413,5 @@ def ok(model: type[BaseModel], source: str, *, ranged: bool = False) -> dict[str
     return {"model": model, "links": links(source, ranged=ranged)}
 
 
-__all__ = ["BEARER", "CSV_OK", "RANGE_ERRORS", "READ_ERRORS", "SQL_ERRORS", "VIEWS", "SqlResult", "ok"]
+__all__ = ["BEARER", "CSV_OK", "DETAIL_ERRORS", "RANGE_ERRORS", "READ_ERRORS", "SQL_ERRORS", "VIEWS", "SqlResult",
+           "ok"]

@@ -1,10 +1,12 @@
-"""The web dashboard: ``/dashboard/{agent_id}`` and the few static files it loads.
+"""The web dashboard: ``/dashboard/{agent_id}``, the agents list at ``/dashboard/``, and their static files.
 
 The page is a static shell: it holds no data and needs no credentials, so these routes authorise
 nobody. Its script reads the token from the URL fragment (``#token=...``; fragments are never sent to
 the server, so never logged) or a login form, keeps it in ``sessionStorage`` and calls the read API
-(``dashboards/routes.py``) with ``Authorization: Bearer``. Strict headers keep the page from being
-framed, cached or leaking its address.
+(``dashboards/routes.py``) with ``Authorization: Bearer``. What the page shows (tab, range, filters)
+is in its query string, so a URL can be shared; the token never is. Strict headers keep the page from
+being framed, cached or leaking its address. The static files are the page's modules (``core.js``,
+``dashboard.js``, one ``tab-*.js`` per tab) and the vendored libraries listed in ``static/README.md``.
 """
 
 from __future__ import annotations
@@ -20,14 +22,11 @@ from dashboards.routes import AgentId
 __all__ = ["STATIC_DIR", "STATIC_FILES", "router"]
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
-#: Files the page may load, with their media types; nothing else under static/ is served.
+_MEDIA_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".LICENSE": "text/plain"}
+#: Files the page may load, with their media types: the scripts, styles and licences in static/ when the
+#: process started; nothing else is served (a name is looked up here, never joined to a path first).
 STATIC_FILES: Final[dict[str, str]] = {
-    "dashboard.js": "text/javascript",
-    "dashboard.css": "text/css",
-    "uPlot.iife.min.js": "text/javascript",
-    "uPlot.min.css": "text/css",
-    "uPlot.LICENSE": "text/plain",
-}
+    path.name: _MEDIA_TYPES[path.suffix] for path in sorted(STATIC_DIR.iterdir()) if path.suffix in _MEDIA_TYPES}
 _PAGE_HEADERS: Final = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -47,6 +46,16 @@ async def static_file(name: str) -> FileResponse:
                         headers={"Cache-Control": "public, max-age=3600"})
 
 
+def _page() -> HTMLResponse:
+    return HTMLResponse((STATIC_DIR / "dashboard.html").read_text(), headers=_PAGE_HEADERS)
+
+
+@router.get("/dashboard/", response_class=HTMLResponse)
+async def agents_page() -> HTMLResponse:
+    """The agents the token may read (every one for the operator), each linking to its dashboard."""
+    return _page()
+
+
 @router.get("/dashboard/{agent_id}", response_class=HTMLResponse)
 async def dashboard_page(agent_id: AgentId) -> HTMLResponse:
-    return HTMLResponse((STATIC_DIR / "dashboard.html").read_text(), headers=_PAGE_HEADERS)
+    return _page()

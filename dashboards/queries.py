@@ -2,14 +2,18 @@
 
 Each public method of :class:`DashboardQueries` is one view. Methods are synchronous (chDB has no
 async client); the routes call them in Starlette's thread pool. Values are bound by the engine as
-server-side parameters (``{agent_id:String}``), never formatted into SQL text.
+server-side parameters (``{agent_id:String}``), never formatted into SQL text: the filters too
+(:class:`Filters`; every filtered file carries the same four conditions, where '' means any), and
+the logs' search and cursor. Every view but the agents list reads one agent.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -20,6 +24,7 @@ from clickhouse_connect.driver.client import Client
 
 import schemas
 from dashboards.errors import DashboardError
+from schemas.headers import SECRET_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +38,24 @@ WINDOWS: Final[dict[str, timedelta]] = {
 }
 MAX_DAYS: Final = 366
 MAX_LIMIT: Final = 1000
+#: Dimensions a breakdown groups by, and the status classes a filter takes (4xx leaves 402 to itself).
+DIMENSIONS: Final = ("customer", "tool", "status", "protocol")
+STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "402")
+#: Bucket widths a time series may use, in seconds, and the most buckets one may have.
+STEPS: Final = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
+MAX_BUCKETS: Final = 1000
+#: Buckets a time series aims at when the caller names no step (a chart's worth).
+TARGET_BUCKETS: Final = 180
 #: The times the store can hold (DateTime64(3)): range bounds outside them are refused.
 EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PERF_METRICS: Final = ("requests", "requests_per_minute", "error_rate", "avg_latency_ms",
                         "p50_latency_ms", "p75_latency_ms", "p90_latency_ms", "p95_latency_ms",
                         "p99_latency_ms")
+_SUMMARY_METRICS: Final = (*_PERF_METRICS, "successes", "errors", "payment_required", "revenue", "paid_requests",
+                           "customers")
 
 
 @cache
@@ -105,6 +121,64 @@ class TimeRange:
         return cls(first, nxt)
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What the analytics views narrow to; '' means any. ``status`` is a class of STATUS_CLASSES."""
+
+    customer: str = ""
+    tool: str = ""
+    status: str = ""
+    protocol: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status and self.status not in STATUS_CLASSES:
+            raise DashboardError(f"status must be one of {', '.join(STATUS_CLASSES)}")
+
+    def params(self) -> dict[str, str]:
+        return {"customer": self.customer, "tool": self.tool, "status": self.status, "protocol": self.protocol}
+
+
+ANY: Final = Filters()
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of logs ends: the (event_time, request_id) of its last row, as an opaque token."""
+
+    event_time: datetime
+    request_id: str
+
+    def encode(self) -> str:
+        millis = (self.event_time - _EPOCH) // _MS
+        return base64.urlsafe_b64encode(f"{millis}:{self.request_id}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            millis, _, request_id = text.partition(":")
+            moment = _EPOCH + int(millis) * _MS
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError, OSError) as exc:
+            raise DashboardError("cursor is not one this API gave") from exc
+        if not EARLIEST <= moment <= LATEST:
+            raise DashboardError("cursor is not one this API gave")
+        return cls(moment, request_id)
+
+
+def series_step(rng: TimeRange, step: int | None = None) -> int:
+    """The bucket width for a time series over ``rng``: ``step`` if given, else the smallest of STEPS that
+    keeps the series near TARGET_BUCKETS; refused if the series would have over MAX_BUCKETS buckets."""
+    seconds = (rng.end - rng.start).total_seconds()
+    if step is None:
+        step = next((s for s in STEPS if seconds / s <= TARGET_BUCKETS), STEPS[-1])
+    elif step not in STEPS:
+        raise DashboardError(f"step must be one of {', '.join(map(str, STEPS))} seconds")
+    if seconds / step > MAX_BUCKETS:
+        raise DashboardError(f"a time series has at most {MAX_BUCKETS} buckets: "
+                             f"{math.ceil(seconds / step)} of {step} s asked for")
+    return step
+
+
 def utcnow() -> datetime:
     """The time now, to the millisecond (the precision of stored times)."""
     return whole_ms(datetime.now(UTC), up=False)
@@ -153,47 +227,118 @@ class DashboardQueries:
         now = whole_ms(now, up=False) if now else utcnow()  # "now" is an instant of the stored precision
         return self.run("overview", {"agent_id": agent_id, "now": now})[0]
 
-    def daily(self, agent_id: str, days: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    def daily(self, agent_id: str, days: int, now: datetime | None = None,
+              filters: Filters = ANY) -> list[dict[str, Any]]:
         rng = TimeRange.last_days(days, now)
-        return self.run("daily", {"agent_id": agent_id, "start": rng.start, "end": rng.end})
+        return self.run("daily", {"agent_id": agent_id, "start": rng.start, "end": rng.end, **filters.params()})
 
-    def customers(self, agent_id: str, rng: TimeRange, limit: int = 100) -> list[dict[str, Any]]:
+    def customers(self, agent_id: str, rng: TimeRange, limit: int = 100,
+                  filters: Filters = ANY) -> list[dict[str, Any]]:
         return self.run("customers", {"agent_id": agent_id, "start": rng.start, "end": rng.end,
-                                      "limit": _limit(limit)})
+                                      "limit": _limit(limit), **filters.params()})
 
-    def tools(self, agent_id: str, rng: TimeRange, limit: int = 100) -> list[dict[str, Any]]:
+    def tools(self, agent_id: str, rng: TimeRange, limit: int = 100, filters: Filters = ANY) -> list[dict[str, Any]]:
         return self.run("tools", {"agent_id": agent_id, "start": rng.start, "end": rng.end,
-                                  "limit": _limit(limit)})
+                                  "limit": _limit(limit), **filters.params()})
 
-    def logs(self, agent_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        return self.run("logs", {"agent_id": agent_id, "limit": _limit(limit)})
+    def logs(self, agent_id: str, limit: int = 50, rng: TimeRange | None = None, filters: Filters = ANY,
+             q: str = "", cursor: Cursor | None = None) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """One page of requests, newest first, in ``rng`` (all time if None) after ``cursor``; and the cursor
+        of the next page (None on the last page). One row more than the page is read to know."""
+        rng = rng or TimeRange(EARLIEST, LATEST)
+        before = cursor or Cursor(rng.end, "")
+        rows = self.run("logs", {"agent_id": agent_id, "start": rng.start, "end": rng.end,
+                                 "before_time": before.event_time, "before_id": before.request_id, "q": q,
+                                 "limit": _limit(limit) + 1, **filters.params()})
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        return rows[:limit], Cursor(last["event_time"], last["request_id"])
 
-    def performance(self, agent_id: str, window: str = "24h", now: datetime | None = None) -> dict[str, Any]:
-        """Speed insights for the last ``window``: stats now and before, change, histogram, hourly."""
-        if window not in WINDOWS:
-            raise DashboardError(f"window must be one of {', '.join(WINDOWS)}")
-        end = whole_ms(now, up=False) if now else utcnow()
-        start = end - WINDOWS[window]
-        prev_start = start - WINDOWS[window]
-        params = {"agent_id": agent_id, "prev_start": prev_start, "start": start, "end": end}
+    def request(self, agent_id: str, request_id: str) -> dict[str, Any] | None:
+        """One request with everything stored about it (secret headers removed again); None if unknown."""
+        rows = self.run("request", {"agent_id": agent_id, "request_id": request_id})
+        if not rows:
+            return None
+        row = rows[0]
+        row["headers"] = {k: v for k, v in sorted(row["headers"].items()) if k.lower() not in SECRET_HEADERS}
+        return row
+
+    def compare(self, agent_id: str, rng: TimeRange, filters: Filters = ANY) -> dict[str, Any]:
+        """Totals of ``rng`` ("current") and of the period of the same length before it ("previous"), with
+        the change in percent."""
+        prev_start = rng.start - (rng.end - rng.start)
+        if prev_start < EARLIEST:
+            raise DashboardError(f"the period before the range must start after {EARLIEST:%Y-%m-%d}")
+        params = {"agent_id": agent_id, "prev_start": prev_start, "start": rng.start, "end": rng.end,
+                  **filters.params()}
         rows = {r.pop("period"): r for r in self.run("performance", params)}
-        empty = {"requests": 0, "successes": 0, "errors": 0, "payment_required": 0, "error_rate": 0.0,
-                 "avg_latency_ms": 0.0, "requests_per_minute": 0.0,
-                 **{f"p{p}_latency_ms": 0.0 for p in (50, 75, 90, 95, 99)}}
+        empty = {"requests": 0, "successes": 0, "errors": 0, "payment_required": 0, "revenue": 0.0,
+                 "paid_requests": 0, "customers": 0, "error_rate": 0.0, "avg_latency_ms": 0.0,
+                 "requests_per_minute": 0.0, **{f"p{p}_latency_ms": 0.0 for p in (50, 75, 90, 95, 99)}}
         current = rows.get("current", empty)
         previous = rows.get("previous", empty)
-        rng = {"agent_id": agent_id, "start": start, "end": end}
         return {
-            "window": window, "start": start, "end": end,
+            "start": rng.start, "end": rng.end, "previous_start": prev_start,
             "current": current, "previous": previous,
-            "change_pct": {m: _change(current[m], previous[m]) for m in _PERF_METRICS}
-            if "previous" in rows else dict.fromkeys(_PERF_METRICS),
-            "histogram": self.run("latency_histogram", rng),
-            "hourly": self.run("performance_hourly", rng),
+            "change_pct": {m: _change(current[m], previous[m]) for m in _SUMMARY_METRICS}
+            if "previous" in rows else dict.fromkeys(_SUMMARY_METRICS),
         }
 
-    def revenue(self, agent_id: str, rng: TimeRange, period: str = "day", limit: int = 100) -> dict[str, Any]:
-        params = {"agent_id": agent_id, "start": rng.start, "end": rng.end}
+    def performance(self, agent_id: str, window: str = "24h", now: datetime | None = None,
+                    rng: TimeRange | None = None, filters: Filters = ANY) -> dict[str, Any]:
+        """Speed insights for ``rng``, or else the last ``window``: stats now and before, change, histogram,
+        hourly."""
+        if rng is None:
+            if window not in WINDOWS:
+                raise DashboardError(f"window must be one of {', '.join(WINDOWS)}")
+            end = whole_ms(now, up=False) if now else utcnow()
+            rng = TimeRange(end - WINDOWS[window], end)
+        result = self.compare(agent_id, rng, filters)
+        params = {"agent_id": agent_id, "start": rng.start, "end": rng.end, **filters.params()}
+        result["change_pct"] = {m: result["change_pct"][m] for m in _PERF_METRICS}
+        return {"window": window, **result, "histogram": self.run("latency_histogram", params),
+                "hourly": self.run("performance_hourly", params)}
+
+    def series(self, agent_id: str, rng: TimeRange, step: int | None = None,
+               filters: Filters = ANY) -> dict[str, Any]:
+        """Requests, errors, 402s, revenue and latency per bucket of ``rng`` (see :func:`series_step`)."""
+        step = series_step(rng, step)
+        points = self.run("series", {"agent_id": agent_id, "start": rng.start, "end": rng.end, "step_s": step,
+                                     **filters.params()})
+        return {"start": rng.start, "end": rng.end, "step_seconds": step, "points": points}
+
+    def breakdown(self, agent_id: str, rng: TimeRange, by: str, limit: int = 100,
+                  filters: Filters = ANY) -> dict[str, Any]:
+        """Traffic of ``rng`` per customer, tool, status class or protocol, with each group's requests in the
+        period before."""
+        if by not in DIMENSIONS:
+            raise DashboardError(f"by must be one of {', '.join(DIMENSIONS)}")
+        prev_start = rng.start - (rng.end - rng.start)
+        if prev_start < EARLIEST:
+            raise DashboardError(f"the period before the range must start after {EARLIEST:%Y-%m-%d}")
+        rows = self.run("breakdown", {"agent_id": agent_id, "by": by, "prev_start": prev_start, "start": rng.start,
+                                      "end": rng.end, "limit": _limit(limit), **filters.params()})
+        return {"by": by, "start": rng.start, "end": rng.end, "previous_start": prev_start, "groups": rows}
+
+    def agents(self, agent_id: str | None, limit: int = 1000, now: datetime | None = None,
+               known: Collection[str] = ()) -> list[dict[str, Any]]:
+        """Agents with traffic (every one when ``agent_id`` is None, else that one, with zeros if it has none),
+        with their requests of the last 24 hours; then, with zeros, the ``known`` agents without traffic (the
+        host's key registry knows them: an agent exists from its first key, not only from its first request)."""
+        since = (whole_ms(now, up=False) if now else utcnow()) - timedelta(hours=24)
+        rows = self.run("agents", {"all": int(agent_id is None), "agent_id": agent_id or "", "since": since,
+                                   "limit": _limit(limit)})
+        if agent_id is not None and not rows:
+            known = [agent_id]
+        seen = {r["agent_id"] for r in rows}
+        rows += [{"agent_id": a, "requests": 0, "errors": 0, "payment_required": 0, "revenue": 0.0,
+                  "recent_requests": 0, "first_seen": None, "last_seen": None} for a in sorted(set(known) - seen)]
+        return rows
+
+    def revenue(self, agent_id: str, rng: TimeRange, period: str = "day", limit: int = 100,
+                filters: Filters = ANY) -> dict[str, Any]:
+        params = {"agent_id": agent_id, "start": rng.start, "end": rng.end, **filters.params()}
         series = self.run("revenue", {**params, "period": _period(period)})
         return {
             "period": period, "start": rng.start, "end": rng.end,
@@ -211,6 +356,14 @@ class DashboardQueries:
 
 
 __all__ = [
+    "ANY",
+    "DIMENSIONS",
+    "MAX_BUCKETS",
+    "STATUS_CLASSES",
+    "STEPS",
+    "Cursor",
+    "Filters",
+    "series_step",
     "MAX_DAYS",
     "MAX_LIMIT",
     "PERIODS",

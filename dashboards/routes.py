@@ -1,21 +1,24 @@
-"""The read API: one JSON view per route under ``/v1/agents/{agent_id}``, a CSV export, and ad-hoc SQL.
+"""The read API: one JSON view per route under ``/v1/agents/{agent_id}``, the agents list, a CSV export,
+and ad-hoc SQL.
 
 The routes are declared once, here. What they need from the app that serves them — who may read,
-and which ClickHouse to read — comes through four dependencies defined below, which that app replaces
+and which ClickHouse to read — comes through five dependencies defined below, which that app replaces
 with its own (``app.dependency_overrides``): the gateway does it in ``gateway/read_api.py`` with its key
 registry and operator token, tests do it with theirs. Left alone, the dependencies let nobody in.
 
 Every view runs its SQL file (``schemas/queries``, through ``DashboardQueries``) in Starlette's thread
 pool, because chDB has no async client; the client is opened there too, on first use, so a store that
 is down costs a 503 with ``Retry-After``, not a failed start-up. A caller is authorised before the
-store is touched; parameters are checked before the store is touched. The JSON shapes and the errors
-are declared for the OpenAPI document in ``dashboards/openapi.py``; the web page is ``dashboards/page.py``.
+store is touched; parameters are checked before the store is touched. The analytics views take the same
+filters (customer, tool, status class, protocol) as query parameters, bound by the engine. The JSON shapes and
+the errors are declared for the OpenAPI document in ``dashboards/openapi.py``; the web page is ``dashboards/page.py``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -28,12 +31,24 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboards import openapi as doc
 from dashboards.errors import DashboardError
-from dashboards.queries import MAX_DAYS, MAX_LIMIT, WINDOWS, DashboardQueries, TimeRange, utcnow
+from dashboards.queries import (
+    DIMENSIONS,
+    MAX_DAYS,
+    MAX_LIMIT,
+    STATUS_CLASSES,
+    STEPS,
+    WINDOWS,
+    Cursor,
+    DashboardQueries,
+    Filters,
+    TimeRange,
+    utcnow,
+)
 from dashboards.sql import MAX_ROWS, MAX_SQL_BYTES, run_read_only
 from meterline.errors import InfrastructureError
 
-__all__ = ["ClientFactory", "operator_access", "read_access", "router", "sql_client", "sql_router",
-           "views_client"]
+__all__ = ["Caller", "ClientFactory", "agents_router", "caller", "operator_access", "read_access", "router",
+           "sql_client", "sql_router", "views_client"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +65,27 @@ Window = Annotated[str, Query(pattern="^(" + "|".join(WINDOWS) + ")$")]
 Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="a calendar month, e.g. 2026-11")]
 From = Annotated[datetime | None, Query(alias="from", description="ISO-8601 start; no offset means UTC")]
 To = Annotated[datetime | None, Query(alias="to", description="ISO-8601 end (exclusive); no offset means UTC")]
+Customer = Annotated[str, Query(max_length=256, description="only this customer id")]
+Tool = Annotated[str, Query(max_length=256, description="only this tool")]
+StatusClass = Annotated[str, Query(pattern="^(" + "|".join(STATUS_CLASSES) + ")$",
+                                   description="only this status class (4xx leaves 402 out: it is a class of its own)")]
+Protocol = Annotated[str, Query(max_length=64, description="only this protocol (http, mcp, a2a, ...)")]
+Search = Annotated[str, Query(max_length=256, description="case-insensitive text in id, path, customer, tool, "
+                                                          "error type, user agent or bodies")]
+CursorParam = Annotated[str | None, Query(max_length=600, pattern="^[A-Za-z0-9_-]+$",
+                                          description="next_cursor of the page before (keyset pagination)")]
+Step = Annotated[int | None, Query(description="bucket width in seconds, one of " + ", ".join(map(str, STEPS))
+                                   + "; default: about 180 buckets over the range")]
+By = Annotated[str, Query(pattern="^(" + "|".join(DIMENSIONS) + ")$", description="the dimension to group by")]
+RequestId = Annotated[str, PathParam(min_length=1, max_length=256)]
+
+
+def _filters(customer: Customer = "", tool: Tool = "", status: StatusClass = "", protocol: Protocol = "") -> Filters:
+    return Filters(customer=customer, tool=tool, status=status, protocol=protocol)
+
+
+#: The filters of the analytics views, from their query parameters ('' or absent: any).
+FiltersDep = Annotated[Filters, Depends(_filters)]
 
 # --- what the serving app provides (it overrides these four) -------------------------------------
 
@@ -67,6 +103,20 @@ def read_access(request: Request, agent_id: AgentId) -> object:
 def operator_access(request: Request) -> object:
     """Return if the caller is the operator (who may run ad-hoc SQL); else raise ``HTTPException`` 401."""
     raise _unauthorized("operator token required")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who reads, when no agent is named in the path: the operator (``agent_id`` None) or one agent."""
+
+    agent_id: str | None
+    #: agents the host knows without traffic (the gateway: its key registry), listed to the operator too
+    known: tuple[str, ...] = ()
+
+
+def caller(request: Request) -> Caller:
+    """The caller of a route that names no agent (the agents list); else raise ``HTTPException`` 401."""
+    raise _unauthorized("missing or unknown credentials")
 
 
 def _no_store() -> Client:
@@ -109,6 +159,13 @@ def _range(days: int, start: datetime | None, end: datetime | None, month: str |
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "time range out of range") from exc
 
 
+def _cursor(token: str | None) -> Cursor | None:
+    try:
+        return Cursor.decode(token) if token else None
+    except DashboardError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -146,56 +203,117 @@ async def stats(agent_id: Reader, client: Views) -> dict[str, Any]:
 @router.get("/stats/daily", summary="Daily trend: requests, revenue, errors, customers, latency per day",
             operation_id="agent_daily", response_model=None,
             responses={200: doc.ok(doc.Daily, "agent_daily"), **doc.READ_ERRORS})
-async def daily(agent_id: Reader, client: Views, days: Days = 30) -> dict[str, Any]:
-    return {"agent_id": agent_id, "days": await _view(client, lambda q: q.daily(agent_id, days))}
+async def daily(agent_id: Reader, client: Views, filters: FiltersDep, days: Days = 30) -> dict[str, Any]:
+    return {"agent_id": agent_id, "days": await _view(client, lambda q: q.daily(agent_id, days, filters=filters))}
 
 
 @router.get("/customers", summary="Per customer: first/last seen, requests, revenue, latency, error rate",
             operation_id="agent_customers", response_model=None,
             responses={200: doc.ok(doc.Customers, "agent_customers", ranged=True), **doc.RANGE_ERRORS})
-async def customers(agent_id: Reader, client: Views, days: Days = 30, limit: Limit = 100,
+async def customers(agent_id: Reader, client: Views, filters: FiltersDep, days: Days = 30, limit: Limit = 100,
                     start: From = None, end: To = None) -> dict[str, Any]:
     rng = _range(days, start, end)
-    rows = await _view(client, lambda q: q.customers(agent_id, rng, limit))
+    rows = await _view(client, lambda q: q.customers(agent_id, rng, limit, filters))
     return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "customers": rows}
 
 
 @router.get("/tools", summary="Per tool: requests, p95 latency, error rate, revenue",
             operation_id="agent_tools", response_model=None,
             responses={200: doc.ok(doc.Tools, "agent_tools", ranged=True), **doc.RANGE_ERRORS})
-async def tools(agent_id: Reader, client: Views, days: Days = 30, limit: Limit = 100,
+async def tools(agent_id: Reader, client: Views, filters: FiltersDep, days: Days = 30, limit: Limit = 100,
                 start: From = None, end: To = None) -> dict[str, Any]:
     rng = _range(days, start, end)
-    rows = await _view(client, lambda q: q.tools(agent_id, rng, limit))
+    rows = await _view(client, lambda q: q.tools(agent_id, rng, limit, filters))
     return {"agent_id": agent_id, "start": rng.start, "end": rng.end, "tools": rows}
 
 
-@router.get("/logs", summary="Observability: the most recent requests, newest first",
+@router.get("/logs", summary="Observability: requests newest first, searched and filtered, a page at a time",
             operation_id="agent_logs", response_model=None,
-            responses={200: doc.ok(doc.Logs, "agent_logs"), **doc.READ_ERRORS})
-async def logs(agent_id: Reader, client: Views, limit: Limit = 50) -> dict[str, Any]:
-    return {"agent_id": agent_id, "logs": await _view(client, lambda q: q.logs(agent_id, limit))}
+            responses={200: doc.ok(doc.Logs, "agent_logs"), **doc.RANGE_ERRORS})
+async def logs(agent_id: Reader, client: Views, filters: FiltersDep, limit: Limit = 50, q: Search = "",
+               cursor: CursorParam = None, start: From = None, end: To = None) -> dict[str, Any]:
+    """Without ``from``/``to``, all time. ``next_cursor`` (null on the last page) asks for the next page."""
+    rng = None if start is None and end is None else _range(MAX_DAYS, start, end)
+    after = _cursor(cursor)
+    rows, nxt = await _view(client, lambda v: v.logs(agent_id, limit, rng, filters, q, after))
+    return {"agent_id": agent_id, "logs": rows, "next_cursor": nxt.encode() if nxt else None}
+
+
+@router.get("/requests/{request_id}", summary="One request: headers kept, bodies as captured, timings, payment",
+            operation_id="agent_request", response_model=None,
+            responses={200: doc.ok(doc.RequestDetail, "agent_request"), **doc.DETAIL_ERRORS})
+async def request_detail(agent_id: Reader, client: Views, request_id: RequestId) -> dict[str, Any]:
+    row = await _view(client, lambda q: q.request(agent_id, request_id))
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no request {request_id!r} of agent {agent_id!r}")
+    return {"agent_id": agent_id, "request": row}
+
+
+@router.get("/summary", summary="A range's totals and those of the period before it, with the change",
+            operation_id="agent_summary", response_model=None,
+            responses={200: doc.ok(doc.Summary, "agent_summary", ranged=True), **doc.RANGE_ERRORS})
+async def summary(agent_id: Reader, client: Views, filters: FiltersDep, days: Days = 30, start: From = None,
+                  end: To = None) -> dict[str, Any]:
+    rng = _range(days, start, end)
+    result: dict[str, Any] = await _view(client, lambda q: q.compare(agent_id, rng, filters))
+    return {"agent_id": agent_id, **result}
+
+
+@router.get("/series", summary="Time series: requests, errors, 402s, revenue and latency per bucket of the range",
+            operation_id="agent_series", response_model=None,
+            responses={200: doc.ok(doc.Series, "agent_series", ranged=True), **doc.RANGE_ERRORS})
+async def series(agent_id: Reader, client: Views, filters: FiltersDep, days: Days = 30, step: Step = None,
+                 start: From = None, end: To = None) -> dict[str, Any]:
+    rng = _range(days, start, end)
+    result: dict[str, Any] = await _view(client, lambda q: q.series(agent_id, rng, step, filters))
+    return {"agent_id": agent_id, **result}
+
+
+@router.get("/breakdown", summary="Traffic per customer, tool, status class or protocol, with the period before",
+            operation_id="agent_breakdown", response_model=None,
+            responses={200: doc.ok(doc.Breakdown, "agent_breakdown", ranged=True), **doc.RANGE_ERRORS})
+async def breakdown(agent_id: Reader, client: Views, filters: FiltersDep, by: By = "status", days: Days = 30,
+                    limit: Limit = 100, start: From = None, end: To = None) -> dict[str, Any]:
+    rng = _range(days, start, end)
+    result: dict[str, Any] = await _view(client, lambda q: q.breakdown(agent_id, rng, by, limit, filters))
+    return {"agent_id": agent_id, **result}
 
 
 @router.get("/performance", summary="Speed insights: percentiles, histogram, hourly trend, change",
             operation_id="agent_performance", response_model=None,
-            responses={200: doc.ok(doc.Performance, "agent_performance", ranged=True), **doc.READ_ERRORS})
-async def performance(agent_id: Reader, client: Views, window: Window = "24h") -> dict[str, Any]:
-    result: dict[str, Any] = await _view(client, lambda q: q.performance(agent_id, window))
+            responses={200: doc.ok(doc.Performance, "agent_performance", ranged=True), **doc.RANGE_ERRORS})
+async def performance(agent_id: Reader, client: Views, filters: FiltersDep, window: Window = "24h",
+                      start: From = None, end: To = None) -> dict[str, Any]:
+    """The last ``window``, or the range ``from``/``to`` (then ``window`` is "custom")."""
+    rng = None if start is None and end is None else _range(1, start, end)
+    shown = window if rng is None else "custom"
+    result: dict[str, Any] = await _view(client, lambda q: q.performance(agent_id, shown, rng=rng, filters=filters))
     return {"agent_id": agent_id, **result}
 
 
 @router.get("/revenue", summary="Revenue per day/week/month, by tool, per customer",
             operation_id="agent_revenue", response_model=None,
             responses={200: doc.ok(doc.Revenue, "agent_revenue", ranged=True), **doc.RANGE_ERRORS})
-async def revenue(agent_id: Reader, client: Views, period: Period = "day", days: Days = 30, limit: Limit = 100,
-                  start: From = None, end: To = None) -> dict[str, Any]:
+async def revenue(agent_id: Reader, client: Views, filters: FiltersDep, period: Period = "day", days: Days = 30,
+                  limit: Limit = 100, start: From = None, end: To = None) -> dict[str, Any]:
     rng = _range(days, start, end)
-    result: dict[str, Any] = await _view(client, lambda q: q.revenue(agent_id, rng, period, limit))
+    result: dict[str, Any] = await _view(client, lambda q: q.revenue(agent_id, rng, period, limit, filters))
     return {"agent_id": agent_id, **result}
 
 
 # Billing usage and statements (/usage, /usage.csv, /statement, ...) are dashboards/billing_api.py's.
+
+
+# --- the agents list: every agent for the operator, its own for an agent's key ---------------------
+
+agents_router = APIRouter(tags=["dashboard"], dependencies=[Security(doc.BEARER)])
+
+
+@agents_router.get("/v1/agents", summary="Agents with traffic: every one for the operator, its own for a key",
+                   operation_id="agents", response_model=None,
+                   responses={200: doc.ok(doc.Agents, "agents"), **doc.READ_ERRORS})
+async def agents(who: Annotated[Caller, Depends(caller)], client: Views) -> dict[str, Any]:
+    return {"agents": await _view(client, lambda q: q.agents(who.agent_id, known=who.known))}
 
 
 # --- ad-hoc SQL (operator only): `meterline sql` while a running stack owns the embedded engine ------

@@ -5,7 +5,8 @@
 - ``is_operator_token`` / ``require_operator``: the caller presents ``METERLINE_OPERATOR_TOKEN``,
   compared as SHA-256 digests in constant time (neither the token nor its length leaks through timing).
 - ``authorize_agent_access(request, agent_id)``: the caller may read ``agent_id``'s data — its own
-  key, or the operator token (the read API's ``read_access``, mounted by ``gateway/read_api.py``).
+  key, or the operator token (the read API's ``read_access``, mounted by ``gateway/read_api.py``);
+  ``authenticate_reader(request)``: the operator or any key's agent (the agents list).
 - ``RuntimeDep``: the process's ``GatewayRuntime``, for routes.
 """
 
@@ -80,15 +81,20 @@ class Principal:
     agent: AgentIdentity | None = None
 
 
-def authorize_agent_access(request: Request, agent_id: str) -> Principal:
-    """Allow the operator, or the owner of ``agent_id``; else ``HTTPException`` 401/403."""
+def authenticate_reader(request: Request) -> Principal:
+    """The operator, or the agent whose key the caller presents (whichever agent); else ``HTTPException`` 401/403."""
+    return authorize_agent_access(request, None)
+
+
+def authorize_agent_access(request: Request, agent_id: str | None) -> Principal:
+    """Allow the operator, or the owner of ``agent_id`` (any key's owner when None); else ``HTTPException`` 401/403."""
     runtime = get_runtime(request)
     token = bearer_token(request)
     if is_operator_token(runtime.settings, token):
         return Principal(operator=True)
     try:
         identity = runtime.registry.authenticate(token)
-        if not hmac.compare_digest(identity.agent_id.encode(), agent_id.encode()):
+        if agent_id is not None and not hmac.compare_digest(identity.agent_id.encode(), agent_id.encode()):
             # the key's holder may learn which agent it is theirs for (it says nothing about agent_id)
             raise Forbidden(f"this key belongs to agent {identity.agent_id!r}, not {agent_id!r}")
     except AuthError as exc:
@@ -102,6 +108,7 @@ __all__ = [
     "Principal",
     "RuntimeDep",
     "authenticate_agent",
+    "authenticate_reader",
     "authorize_agent_access",
     "bearer_token",
     "get_runtime",

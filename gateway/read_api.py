@@ -17,10 +17,10 @@ from __future__ import annotations
 import threading
 
 from clickhouse_connect.driver.client import Client
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from dashboards import billing_api, page, routes
-from gateway.deps import authorize_agent_access, require_operator
+from gateway.deps import authenticate_reader, authorize_agent_access, get_runtime, require_operator
 from meterline.clickhouse import get_client
 
 __all__ = ["clickhouse_clients", "lazy_client", "mount"]
@@ -50,17 +50,27 @@ def clickhouse_clients(clickhouse_url: str | None, client: Client | None = None
     return views, lazy_client(clickhouse_url) if clickhouse_url else None
 
 
+def _caller(request: Request) -> routes.Caller:
+    """The agents list's reader: the operator (every agent), or the agent of the key presented (its own)."""
+    principal = authenticate_reader(request)
+    if principal.operator or principal.agent is None:  # every agent, those with keys but no traffic yet too
+        return routes.Caller(None, tuple({r.agent_id for r in get_runtime(request).registry.records()}))
+    return routes.Caller(principal.agent.agent_id)
+
+
 def mount(app: FastAPI, views: routes.ClientFactory, sql: routes.ClientFactory | None = None) -> None:
     """Serve the read API and the page from ``app`` with the gateway's auth, and ``POST /v1/sql`` with ``sql``.
 
     The app's ``state.runtime`` is the ``GatewayRuntime`` whose key registry and settings decide who reads.
     """
     app.include_router(routes.router)
+    app.include_router(routes.agents_router)
     app.include_router(billing_api.router)
     app.include_router(billing_api.operator_router)
     app.include_router(page.router)
     app.dependency_overrides[routes.read_access] = authorize_agent_access
     app.dependency_overrides[routes.operator_access] = require_operator  # also the billing statements'
+    app.dependency_overrides[routes.caller] = _caller
     app.dependency_overrides[routes.views_client] = lambda: views
     if sql is not None:
         app.include_router(routes.sql_router)

@@ -19,6 +19,10 @@ LEFT JOIN
     FROM request_logs
     WHERE agent_id = {agent_id:String}
       AND source != 'sdk_ping'
+      AND ({customer:String} = '' OR customer_id = {customer:String})
+      AND ({tool:String} = '' OR tool_name = {tool:String})
+      AND ({protocol:String} = '' OR protocol = {protocol:String})
+      AND ({status:String} = '' OR multiIf(status_code = 402, '402', concat(toString(intDiv(status_code, 100)), 'xx')) = {status:String})
       AND event_time >= {start:DateTime64(3, 'UTC')}
       AND event_time < {end:DateTime64(3, 'UTC')}
     GROUP BY bucket

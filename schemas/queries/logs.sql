@@ -1,5 +1,10 @@
--- Observability: the agent's most recent {limit} requests with their fields, newest
--- first. Bodies are cut to 2 KiB here (the full 16 KiB stay in the table).
+-- Observability: the agent's requests in [start, end), newest first, one page of at most {limit}
+-- rows after the cursor: rows before ({before_time}, {before_id}) in (event_time, request_id) order
+-- (keyset pagination; the first page's cursor is (end, ''), which every row of the range precedes).
+-- The sort is the table's own key after agent_id, so the engine reads in order and stops at the limit.
+-- {q} (case-insensitive; '' = any) searches request id, method, path, customer, tool, error type,
+-- user agent and both bodies. The filters (customer, tool, protocol, status class; '' = any) narrow
+-- the rows. Bodies are cut to 2 KiB here (the request detail shows them as captured).
 SELECT
     event_time,
     request_id,
@@ -27,5 +32,23 @@ SELECT
 FROM request_logs
 WHERE agent_id = {agent_id:String}
   AND source != 'sdk_ping'
+  AND ({customer:String} = '' OR customer_id = {customer:String})
+  AND ({tool:String} = '' OR tool_name = {tool:String})
+  AND ({protocol:String} = '' OR protocol = {protocol:String})
+  AND ({status:String} = '' OR multiIf(status_code = 402, '402', concat(toString(intDiv(status_code, 100)), 'xx')) = {status:String})
+  AND event_time >= {start:DateTime64(3, 'UTC')}
+  AND event_time < {end:DateTime64(3, 'UTC')}
+  AND event_time <= {before_time:DateTime64(3, 'UTC')}
+  AND (event_time, request_id) < ({before_time:DateTime64(3, 'UTC')}, {before_id:String})
+  AND ({q:String} = ''
+       OR positionCaseInsensitiveUTF8(request_id, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(method, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(path, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(customer_id, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(tool_name, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(error_type, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(user_agent, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(request_body, {q:String}) > 0
+       OR positionCaseInsensitiveUTF8(response_body, {q:String}) > 0)
 ORDER BY event_time DESC, request_id DESC
 LIMIT {limit:UInt32}
