@@ -1,34 +1,41 @@
 """``meterline sql``, ``meterline dashboard --agent X`` and ``meterline export usage``: dashboards in a shell.
 
-All three read ClickHouse at ``CLICKHOUSE_URL`` (default: the local stack's embedded chDB). Only one
-process can open an embedded engine: while ``meterline up`` holds it, or when told ``--gateway URL``,
-they read through the gateway's read API instead (``remote``), with an agent's key or the operator token.
+All three read ClickHouse at ``CLICKHOUSE_URL`` (default: the local stack's embedded chDB under
+``METERLINE_HOME``). Only one process can open an embedded engine: while ``meterline up`` holds it, or
+when told ``--gateway URL``, they read through the gateway's read API instead (``remote``), with an
+agent's key or the operator token — for the local stack, by default the one ``meterline up`` keeps in
+its home. The terminal dashboard's layout and number formats are in ``dashboards/terminal.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, TextIO
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from dashboards.billing import Billing, StatementRequest
+from dashboards.errors import DashboardError
 from dashboards.export import csv_value, statement_to_csv
-from dashboards.queries import PERIODS, DashboardQueries, TimeRange, utcnow
-from dashboards.remote import RemoteViews
+from dashboards.queries import MAX_DAYS, PERIODS, WINDOWS, DashboardQueries, TimeRange
+from dashboards.remote import GatewayRefused, RemoteViews, Token
 from dashboards.sql import check_read_only, run_read_only
+from dashboards.terminal import render_summary, sparkline
 from meterline.clickhouse import get_client, parse_dsn
-from meterline.errors import ConfigError, InfrastructureError, MeterlineError
+from meterline.errors import ConfigError, MeterlineError
+from meterline.local.secret_file import operator_token_path, read_secret
+from meterline.paths import data_home
 from meterline.settings import StackSettings
 
-_SPARK: Final = "▁▂▃▄▅▆▇█"
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -39,13 +46,14 @@ def register(sub: Any) -> None:
                    help="bind a {NAME:Type} parameter (repeatable)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--max-rows", type=int, default=1000, help="print at most this many rows (default 1000)")
-    _remote_options(p, "an operator token (METERLINE_OPERATOR_TOKEN)")
+    _remote_options(p, "the operator token", operator_only=True)
     p.set_defaults(func=cmd_sql)
 
     p = sub.add_parser("dashboard", help="terminal summary of one agent's dashboard")
     p.add_argument("--agent", required=True, help="agent id")
-    p.add_argument("--days", type=int, default=14, help="days of daily trend to show (default 14)")
-    p.add_argument("--window", default="24h", help="speed-insights window: 1h, 6h, 24h, 7d, 30d")
+    p.add_argument("--days", type=_days, default=14, help=f"days of daily trend to show, 1 to {MAX_DAYS} (default 14)")
+    p.add_argument("--window", default="24h", choices=WINDOWS, metavar="WINDOW",
+                   help=f"speed-insights window, compared with the one before: {', '.join(WINDOWS)} (default 24h)")
     _remote_options(p, "the agent's API key or the operator token")
     p.set_defaults(func=cmd_dashboard)
 
@@ -71,53 +79,110 @@ def register(sub: Any) -> None:
     u.set_defaults(func=cmd_export_usage)
 
 
-def _remote_options(p: argparse.ArgumentParser, token_help: str) -> None:
+#: Where a token comes from when ``--token`` is not given, in order: an agent's key, then the operator's.
+_TOKEN_VARIABLES = (("METERLINE_TOKEN", "the key"), ("METERLINE_OPERATOR_TOKEN", "the operator token"))
+
+
+def _remote_options(p: argparse.ArgumentParser, token_help: str, *, operator_only: bool = False) -> None:
+    """``--gateway`` and ``--token``; ``operator_only``: METERLINE_TOKEN (usually an agent's key) is not read."""
+    variables = _TOKEN_VARIABLES[1:] if operator_only else _TOKEN_VARIABLES
     p.add_argument("--gateway", metavar="URL", default=os.environ.get("METERLINE_GATEWAY_URL"),
                    help="read through this gateway's HTTP API instead of CLICKHOUSE_URL (METERLINE_GATEWAY_URL); "
                         "used by itself when a running local stack holds the embedded engine")
     p.add_argument("--token", default=None,
-                   help=f"bearer token for --gateway: {token_help} (default METERLINE_TOKEN, "
-                        "then METERLINE_OPERATOR_TOKEN)")
+                   help=f"bearer token for the gateway: {token_help} (default {', then '.join(v for v, _ in variables)}"
+                        ", then for the local stack the operator token `meterline up` keeps in "
+                        "$METERLINE_HOME/operator-token)")
+    p.set_defaults(token_variables=variables)
 
 
-def _token(args: argparse.Namespace) -> str:
-    token: str = args.token or os.environ.get("METERLINE_TOKEN") or os.environ.get("METERLINE_OPERATOR_TOKEN") or ""
-    return token
+def _given_token(args: argparse.Namespace) -> Token | None:
+    """The token the user gave: ``--token``, else the first of the command's token variables that is set."""
+    if args.token:
+        return Token(args.token, "the token given with --token")
+    for name, what in args.token_variables:
+        if os.environ.get(name):
+            return Token(os.environ[name], f"{what} in {name}")
+    return None
+
+
+def _local_token(args: argparse.Namespace, gateway: str) -> Token:
+    """A given token, else the local stack's operator token from its home; ``ConfigError`` naming both if none."""
+    given = _given_token(args)
+    if given:
+        return given
+    path = operator_token_path()
+    token = read_secret(path)
+    if token is None:
+        raise ConfigError(f"reading through the local stack's gateway at {gateway} needs a token, and there is "
+                          f"no operator token at {path} (`meterline up` writes it there unless "
+                          "METERLINE_OPERATOR_TOKEN is set; is METERLINE_HOME the stack's?). Give one with --token or "
+                          + " or ".join(v for v, _ in args.token_variables))
+    return Token(token, f"the operator token in {path}")
 
 
 def _source(args: argparse.Namespace) -> Client | RemoteViews:
-    """ClickHouse at CLICKHOUSE_URL, or the gateway's read API when asked or when the engine is busy."""
+    """ClickHouse at CLICKHOUSE_URL, or the gateway's read API when asked or when a running stack holds the engine.
+
+    The embedded engine is checked before it is opened: a locked one belongs to a running stack (opening
+    it would only fail, loudly), and a missing one is reported with the path instead of being created empty.
+    """
     if args.gateway:
-        return RemoteViews(args.gateway, _token(args))
+        given = _given_token(args)
+        if given is None:
+            raise ConfigError(f"reading through the gateway at {args.gateway} needs a token: --token or "
+                              + " or ".join(v for v, _ in args.token_variables))
+        return RemoteViews(args.gateway, given)
     settings = StackSettings()
     url = settings.effective_clickhouse_url()
-    try:
+    engine, database = parse_dsn(url)
+    if not engine.startswith("chdb:///"):
         return get_client(url, create_database=False)
-    except InfrastructureError:
-        if not _engine_locked(url):
-            raise
+    directory = Path(engine.removeprefix("chdb://"))
+    where = f"{directory}" + ("" if settings.clickhouse_url else f" (METERLINE_HOME={data_home()})")
+    if _engine_locked(directory):
         gateway = f"http://127.0.0.1:{settings.meterline_gateway_port}"
-        print(f"meterline: the embedded engine at {url} belongs to a running stack; reading through {gateway}",
-              file=sys.stderr)
-        return RemoteViews(gateway, _token(args))
+        log.debug("the embedded engine at %s belongs to a running process; reading through %s", directory, gateway)
+        return RemoteViews(gateway, _local_token(args, gateway))
+    if not (directory / "metadata").is_dir():  # what an engine that ever ran leaves (its status file goes)
+        raise ConfigError(f"no Meterline data at {where}: start the local stack with `meterline up`, or point "
+                          "METERLINE_HOME (or CLICKHOUSE_URL) at the one it uses")
+    client = get_client(url, create_database=False)
+    if str(client.command(f"EXISTS DATABASE `{database}`")) != "1":
+        raise ConfigError(f"no database {database!r} in the embedded engine at {where}: "
+                          "`meterline up` or `meterline migrate` creates it")
+    return client
 
 
-def _engine_locked(url: str) -> bool:
-    """Whether ``url`` is an embedded chDB directory another process holds (its status file is locked)."""
+def _engine_locked(directory: Path) -> bool:
+    """Whether the embedded chDB ``directory`` is held by another process: its status file is locked, and
+    does not name this process (which may open it again: chDB shares one engine within a process)."""
     import fcntl
 
-    engine = parse_dsn(url)[0]
-    if not engine.startswith("chdb:///"):
-        return False
+    status = directory / "status"
     try:
-        with (Path(engine.removeprefix("chdb://")) / "status").open("rb") as fh:
+        with status.open("rb") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(fh, fcntl.LOCK_UN)
     except BlockingIOError:
-        return True
+        try:
+            return f"PID: {os.getpid()}\n" not in status.read_text(errors="replace")
+        except OSError:
+            return True
     except OSError:
         return False
     return False
+
+
+def _days(text: str) -> int:
+    """``--days``: a whole number of days the views accept (argparse reports the error in plain words)."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"days must be between 1 and {MAX_DAYS}, got {days}")
+    return days
 
 
 # ----------------------------------------------------------------------------- meterline sql
@@ -197,68 +262,18 @@ def format_table(columns: list[str], rows: list[list[Any]]) -> str:
 # ----------------------------------------------------------------------------- meterline dashboard
 
 
-def sparkline(values: Sequence[float]) -> str:
-    top = max(values, default=0) or 1
-    return "".join(_SPARK[min(len(_SPARK) - 1, int(v / top * (len(_SPARK) - 1) + 0.5))] if v else " " for v in values)
-
-
-def render_summary(views: DashboardQueries | RemoteViews, agent: str, days: int, window: str,
-                   now: datetime | None = None) -> str:
-    now = now or utcnow()
-    ov = views.overview(agent, now)
-    daily = views.daily(agent, days, now)
-    rng = TimeRange(now - timedelta(days=30), now + timedelta(seconds=1))
-    customers = views.customers(agent, rng, limit=5)
-    tools = views.tools(agent, rng, limit=5)
-    perf = views.performance(agent, window, now)
-    cur, change = perf["current"], perf["change_pct"]
-
-    def pct(key: str) -> str:
-        c = change.get(key)
-        return f" ({c:+.1f}%)" if c is not None else ""
-
-    last = ov["last_request_at"]
-    out = [
-        f"Agent {agent}   (as of {csv_value(now)}; last request {csv_value(last) if last else 'never'})",
-        "",
-        f"Requests  total {ov['total_requests']:,}   today {ov['today_requests']:,}   "
-        f"7 days {ov['week_requests']:,}   30 days {ov['month_requests']:,}",
-        f"Revenue   {ov['revenue']:.4f} USDC from {ov['paid_requests']:,} paid requests   "
-        f"402s {ov['payment_required']:,}",
-        f"Quality   avg latency {ov['avg_latency_ms']:.1f} ms   error rate {ov['error_rate'] * 100:.2f}%",
-        "",
-        f"Daily requests, last {days} days ({daily[0]['day']} .. {daily[-1]['day']}):",
-        f"  {sparkline([d['requests'] for d in daily])}  max {max(d['requests'] for d in daily):,}/day",
-        "",
-        f"Speed insights, last {window} (change vs the {window} before):",
-        f"  p50 {cur['p50_latency_ms']:.1f} ms{pct('p50_latency_ms')}   p95 {cur['p95_latency_ms']:.1f} ms"
-        f"{pct('p95_latency_ms')}   p99 {cur['p99_latency_ms']:.1f} ms{pct('p99_latency_ms')}",
-        f"  {cur['requests']:,} requests ({cur['requests_per_minute']:.2f}/min{pct('requests_per_minute')}), "
-        f"{cur['successes']:,} ok, {cur['errors']:,} errors",
-        "",
-        "Top customers (30 days):",
-    ]
-    out += _indent(format_table(["customer", "requests", "revenue", "avg ms", "error rate"],
-                                [[c["customer_id"], c["requests"], c["revenue"], c["avg_latency_ms"],
-                                  c["error_rate"]] for c in customers]))
-    out += ["", "Top tools (30 days):"]
-    out += _indent(format_table(["tool", "requests", "p95 ms", "error rate", "revenue"],
-                                [[t["tool_name"], t["requests"], t["p95_latency_ms"], t["error_rate"], t["revenue"]]
-                                 for t in tools]))
-    return "\n".join(out) + "\n"
-
-
-def _indent(text: str) -> list[str]:
-    return ["  " + line for line in text.rstrip("\n").splitlines()]
-
-
 def cmd_dashboard(args: argparse.Namespace) -> int:
     source = _source(args)
     views = source if isinstance(source, RemoteViews) else DashboardQueries(source)
     try:
-        sys.stdout.write(render_summary(views, args.agent, args.days, args.window))
+        text = render_summary(views, args.agent, args.days, args.window)
+    except GatewayRefused as exc:
+        if exc.status == 403 and isinstance(source, RemoteViews):
+            raise DashboardError(f"{exc.detail} ({source.token.source})") from exc
+        raise
     except ClickHouseError as exc:
         raise MeterlineError(f"query failed: {exc}") from exc
+    sys.stdout.write(text)
     return 0
 
 

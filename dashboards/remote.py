@@ -2,11 +2,13 @@
 
 The shell commands use it when the embedded engine belongs to a running stack (chDB allows one
 process per data directory) or when told ``--gateway URL``. Methods mirror ``DashboardQueries``;
-times arrive as ISO-8601 strings.
+times arrive as ISO-8601 strings. The gateway's refusals become sentences a person can act on:
+which gateway, which token (by where it came from, never its value), and what to do.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -19,16 +21,31 @@ from dashboards.queries import TimeRange
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
+class GatewayRefused(DashboardError):
+    """The gateway answered with an error status; ``status`` and ``detail`` are its answer."""
+
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Token:
+    """A bearer token and where it came from (``--token``, ``METERLINE_TOKEN``, a file...), for messages."""
+
+    value: str
+    source: str
+
+
 class RemoteViews:
     """``DashboardQueries``' views through ``GET /v1/agents/...`` (and ``POST /v1/sql``)."""
 
-    def __init__(self, base_url: str, token: str, *, transport: httpx.BaseTransport | None = None) -> None:
-        if not token:
-            raise DashboardError("reading through the gateway needs a token: --token, METERLINE_TOKEN "
-                                 "(the agent's API key) or METERLINE_OPERATOR_TOKEN")
+    def __init__(self, base_url: str, token: Token, *, transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
         self._http = httpx.Client(base_url=self.base_url, timeout=_TIMEOUT, transport=transport,
-                                  headers={"Authorization": f"Bearer {token}"})
+                                  headers={"Authorization": f"Bearer {token.value}"})
 
     def close(self) -> None:
         self._http.close()
@@ -42,14 +59,25 @@ class RemoteViews:
         except httpx.HTTPError as exc:
             raise DashboardError(f"cannot reach the gateway at {self.base_url}: {exc}") from exc
         if resp.status_code >= 400:
-            try:
-                detail = resp.json().get("detail", resp.text)
-            except ValueError:
-                detail = resp.text
-            raise DashboardError(f"gateway answered {resp.status_code}: {str(detail)[:300]}")
+            raise self._refusal(resp, operator_only=url == "/v1/sql")
         if resp.headers.get("content-type", "").startswith("text/csv"):
             return resp.text
         return resp.json()
+
+    def _refusal(self, resp: httpx.Response, *, operator_only: bool = False) -> GatewayRefused:
+        detail = _detail(resp)
+        status = resp.status_code
+        if status == 401:
+            wanted = "the operator token" if operator_only else "an agent's API key or the operator token"
+            text = (f"the gateway at {self.base_url} does not accept {self.token.source} (401: {detail}); "
+                    f"give {wanted} with --token")
+        elif status == 403:
+            text = f"{self.token.source} may not read this: {detail}"
+        elif status == 422:
+            text = f"the gateway at {self.base_url} refused the request: {detail}"
+        else:
+            text = f"the gateway at {self.base_url} answered {status}: {detail}"
+        return GatewayRefused(text, status, detail)
 
     @staticmethod
     def _range(rng: TimeRange) -> dict[str, str]:
@@ -75,6 +103,18 @@ class RemoteViews:
         result: dict[str, Any] = self._get(agent_id, "performance", window=window)
         return result
 
+    def agents(self, agent_id: str | None = None, limit: int = 1000, now: datetime | None = None
+               ) -> list[dict[str, Any]] | None:
+        """``GET /v1/agents``: the agents the token may see (the gateway decides, not ``agent_id``); None
+        from a gateway without the list."""
+        try:
+            result: list[dict[str, Any]] = self._call("GET", "/v1/agents")["agents"]
+        except GatewayRefused as exc:
+            if exc.status in (404, 405):
+                return None
+            raise
+        return result
+
     def statement(self, app_id: str, params: dict[str, str], fmt: str = "json") -> Any:
         """The app's statement (``GET /v1/agents/{app}/statement``), or every app's (the operator's
         ``GET /v1/statements``) when ``app_id`` is empty: CSV text for ``fmt="csv"``, else the JSON body."""
@@ -88,4 +128,20 @@ class RemoteViews:
         return body["columns"], body["rows"], bool(body["truncated"])
 
 
-__all__ = ["RemoteViews"]
+def _detail(resp: httpx.Response) -> str:
+    """The ``detail`` of a FastAPI error answer, validation errors as ``name: message`` (else the text)."""
+    try:
+        detail = resp.json().get("detail", resp.text)
+    except (ValueError, AttributeError):
+        return resp.text[:300]
+    if isinstance(detail, list):  # request validation: [{"loc": [...], "msg": ...}, ...]
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = [str(p) for p in item.get("loc", []) if p not in ("query", "path", "body")]
+                parts.append(f"{'.'.join(loc) or 'request'}: {item.get('msg', '')}")
+        return "; ".join(parts)[:300] or resp.text[:300]
+    return str(detail)[:300]
+
+
+__all__ = ["GatewayRefused", "RemoteViews", "Token"]
