@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from meterline.local.ports import free_port
+from meterline.paths import cache_home
 
 BANNER_END = "Ctrl-C stops everything."
 OPERATOR_TOKEN = "e2e-operator-token"  # noqa: S105 - a test stack's operator token
@@ -34,10 +35,17 @@ _KEY = re.compile(rf"API key for agent {AGENT} \(shown once, store it now\): (\S
 
 
 class StackHome:
-    """A METERLINE_HOME with fixed ports, for one or more runs of `meterline up`."""
+    """A METERLINE_HOME with fixed ports, for one or more runs of `meterline up`.
 
-    def __init__(self, **extra_env: str) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="meterline-e2e-life-"))
+    ``user_home=True`` runs the stack as a user's `make up` does: no METERLINE_HOME and no operator token
+    in the environment, so the stack uses the default home under ``$HOME`` (a fresh directory, ``user``,
+    whose Kafka download cache is the machine's) and makes its own operator token there.
+    """
+
+    def __init__(self, *, user_home: bool = False, **extra_env: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="meterline-e2e-life-"))
+        self.user = self.root / "user"  # $HOME when user_home
+        self.path = self.user / ".local" / "share" / "meterline" if user_home else self.root
         self.ports = {name: free_port() for name in ("kafka", "ctrl", "mqtt", "mqtts", "gateway", "web")}
         self.api_key: str | None = None
         self.env = dict(
@@ -56,6 +64,12 @@ class StackHome:
         )
         for name in ("KAFKA_BOOTSTRAP_SERVERS", "MQTT_URL", "CLICKHOUSE_URL", "METERLINE_TOPIC_PREFIX"):
             self.env.pop(name, None)
+        if user_home:
+            for name in ("METERLINE_HOME", "METERLINE_OPERATOR_TOKEN", "METERLINE_CACHE"):
+                self.env.pop(name, None)
+            self.env["HOME"] = str(self.user)
+            (self.user / ".cache").mkdir(parents=True)
+            (self.user / ".cache" / "meterline").symlink_to(cache_home(), target_is_directory=True)
 
     @property
     def gateway(self) -> str:
@@ -88,7 +102,7 @@ class StackHome:
         return pids
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass

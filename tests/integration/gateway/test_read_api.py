@@ -45,3 +45,12 @@ async def test_agent_reads_own_dashboard_only_and_operator_reads_all(
             assert op.status_code == 200 and op.json()["total_requests"] == len(sample.traffic(reqs, "agent-b"))
             page = await http.get("/dashboard/agent-a")
             assert page.status_code == 200 and key_a not in page.text
+
+        # the agents list: an agent exists from its first key, so the operator sees one without traffic too
+        await _key(runtime, "agent-new")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+            listed = (await http.get("/v1/agents", headers={"Authorization": f"Bearer {OPERATOR}"})).json()["agents"]
+            assert sorted(a["agent_id"] for a in listed) == ["agent-a", "agent-b", "agent-new"]
+            assert next(a for a in listed if a["agent_id"] == "agent-new")["requests"] == 0
+            own = (await http.get("/v1/agents", headers={"Authorization": f"Bearer {key_a}"})).json()["agents"]
+            assert [a["agent_id"] for a in own] == ["agent-a"]
