@@ -65,9 +65,9 @@ def raw_insert(dsn: str, records: list[tuple[str, bytes]], topic: str) -> tuple[
     dedupe = WindowDeduper(3_600_000)
     rows = []
     for offset, (_, value) in enumerate(records):
-        for key, row in handler.parse(value, topic, 0, offset).items:
-            if not dedupe.is_duplicate(key, 0):
-                rows.append(row)
+        items = handler.parse(value, topic, 0, offset).items
+        duplicate = dedupe.decide([(offset, 0, value, [key for key, _row in items])])
+        rows += [row for (_key, row), dup in zip(items, duplicate, strict=True) if not dup]
     client = get_client(dsn)
     apply_migrations(client)
     blocks = []

@@ -46,7 +46,7 @@ from stream_workers.consumer import Rebalance, set_paused
 from stream_workers.dedupe import WindowDeduper
 from stream_workers.handlers import DeadLetterHandler, RequestHandler, UsageHandler
 from stream_workers.metrics import CLAMPED, CONSUMER_LAG, DEAD_LETTERS, DEDUPE_HITS, EVENTS_IN, EVENTS_OUT
-from stream_workers.records import Handler, parse_record
+from stream_workers.records import Handler, Parsed, parse_record
 from stream_workers.recovery import PENDING, Recovery
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import BatchWriter
@@ -167,26 +167,30 @@ class Processor:
             state = self.states.get(tp)
             if state is None:
                 continue
-            for rec in records:
-                if state.position is not None and rec.offset < state.position:
-                    continue
-                self._add(state, rec)
+            if state.position is not None:
+                records = [rec for rec in records if rec.offset >= state.position]
+            # The whole fetch is deduplicated at once (the decisions do not depend on where batches close).
+            parsed = [parse_record(state.handler, rec, tp, rows=True) for rec in records]
+            duplicate = state.deduper.decide([(rec.offset, rec.timestamp, rec.value, [key for key, _row in p.items])
+                                              for rec, p in zip(records, parsed, strict=True)])
+            at = 0
+            for rec, p in zip(records, parsed, strict=True):
+                self._add(state, rec, p, duplicate[at:at + len(p.items)])
+                at += len(p.items)
                 if self._should_close(state) and not await self._close(state):
                     return  # rebalance or shutdown: the batch stays pending for its next owner
 
-    def _add(self, state: PartitionState, rec: Any) -> None:
+    def _add(self, state: PartitionState, rec: Any, parsed: Parsed, duplicate: list[bool]) -> None:
         batch = state.batch
         if batch is None:
             batch = state.batch = OpenBatch(rec.offset)
         handler = state.handler
-        parsed = parse_record(handler, rec, state.tp, rows=True)
-        deduper = state.deduper
         ts = rec.timestamp
         rows = batch.rows
         hits = 0
         keep_all = faults.switch("processor.no_dedupe")  # negative control of the fault tests only
-        for key, row in parsed.items:
-            if deduper.is_duplicate(key, ts) and not keep_all:
+        for (_key, row), dup in zip(parsed.items, duplicate, strict=True):
+            if dup and not keep_all:
                 hits += 1
             else:
                 rows.append(row)
@@ -324,7 +328,8 @@ class Processor:
             for tp in mine:
                 offset, pending_end = committed.get(tp, (None, None))
                 old = self._retained.pop(tp, None)
-                if old is not None and old.position == offset and pending_end is None:
+                if (old is not None and old.position == offset and pending_end is None
+                        and old.deduper.position in (None, offset)):  # not ahead: a fetch half processed
                     state = old
                 else:
                     handler = self.handlers[tp.topic]

@@ -60,6 +60,16 @@ class WorkerSettings(BaseSettings):
     #: METERLINE_DEDUPE_WINDOW_S — an (agent, request_id) or (app, report_id) seen again within this
     #: many seconds (Kafka record time) of its first record is a duplicate.
     dedupe_window_s: int = Field(default=3600, ge=1, le=7 * 86400, alias="METERLINE_DEDUPE_WINDOW_S")
+    #: METERLINE_DEDUPE_SLICE_S — seconds of partition watermark per slice of the dedupe state. Each
+    #: finished slice is written once to the slice files, so a restart loads them and re-reads about one
+    #: slice of the log instead of the whole window. At most 60 (offsets in a slice are 16-bit ms).
+    dedupe_slice_s: float = Field(default=60.0, gt=0, le=60, alias="METERLINE_DEDUPE_SLICE_S")
+    #: METERLINE_DEDUPE_FILES — whether to keep those slice files (off: every new owner of a partition
+    #: re-reads the whole window of its log).
+    dedupe_files: bool = Field(default=True, alias="METERLINE_DEDUPE_FILES")
+    #: METERLINE_DEDUPE_DIR — local directory of the slice files, one subdirectory per consumer group and
+    #: partition, about one window of each partition's keys at 18 bytes each; default METERLINE_HOME/dedupe.
+    dedupe_dir: str | None = Field(default=None, alias="METERLINE_DEDUPE_DIR")
     #: METERLINE_MAX_EVENT_AGE_DAYS — client times older than this are replaced by ingested_at.
     max_event_age_days: int = Field(default=30, ge=1, le=3650, alias="METERLINE_MAX_EVENT_AGE_DAYS")
     #: METERLINE_SESSION_TIMEOUT_S — Kafka consumer session timeout: how soon a dead worker's

@@ -23,7 +23,9 @@ class WorkerProcess:
         self.env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, METERLINE_TOPIC_PREFIX=topics.prefix,
                         METERLINE_PARTITIONS=str(topics.partitions), METERLINE_WORKER_WEB_PORT="0",
                         METERLINE_SESSION_TIMEOUT_S="6", METERLINE_SINK_INTERVAL_S="0.3",
-                        METERLINE_SINK_BATCH_SIZE="2000")
+                        METERLINE_SINK_BATCH_SIZE="2000",
+                        # dedupe slice files next to the log: one directory per test, shared by its workers
+                        METERLINE_DEDUPE_DIR=str(log_path.parent / "dedupe"))
         self.env.update(env)
         if clickhouse_url:
             self.env["CLICKHOUSE_URL"] = clickhouse_url
