@@ -143,24 +143,32 @@ class SightingTable:
         ages = (seen - ((self._base or 0) - 1)).astype(np.uint32)
         while len(pending):
             p1, p2 = b1[pending], b2[pending]
-            f1 = np.count_nonzero(np.take(self._age, p1, axis=0) < free_below, axis=1)
-            f2 = np.count_nonzero(np.take(self._age, p2, axis=0) < free_below, axis=1)
-            room = np.maximum(f1, f2)
-            if not room.all():
-                return pending
+            free1 = np.take(self._age, p1, axis=0) < free_below
+            free2 = np.take(self._age, p2, axis=0) < free_below
+            f1, f2 = _count_rows(free1), _count_rows(free2)
             # The freer bucket (a tie by a fingerprint bit); a bucket takes at most half its free slots per
             # round, so the keys it turns away can still pick their other bucket when it is freer.
-            choice = np.where((f1 > f2) | (f1 == f2) & (hi[pending] & np.uint64(1) == 0), p1, p2)
-            order = np.argsort(choice, kind="stable")
+            first_choice = (f1 > f2) | (f1 == f2) & (hi[pending] & np.uint64(1) == 0)
+            room = np.where(first_choice, f1, f2)
+            if not room.all():
+                return pending
+            choice = np.where(first_choice, p1, p2)
+            order = np.argsort(choice)
             chosen = choice[order]
-            first = np.flatnonzero(np.r_[True, chosen[1:] != chosen[:-1]])
-            rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-            free_there = np.where(choice == p1, f1, f2)[order]
-            fits = rank < np.maximum(1, free_there // 2)
-            rows = chosen[fits]
-            free = np.cumsum(np.take(self._age, rows, axis=0) < free_below, axis=1)
-            at = rows * SLOTS + np.argmax(free == (rank[fits] + 1)[:, None], axis=1)
-            placed = pending[order[fits]]
+            starts = np.flatnonzero(np.r_[True, chosen[1:] != chosen[:-1]])
+            rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+            fits = rank < np.maximum(1, room[order] // 2)
+            taking = order[fits]
+            free = np.where(first_choice[taking][:, None], np.take(free1, taking, axis=0),
+                            np.take(free2, taking, axis=0))
+            col = np.argmax(free, axis=1)  # the first free slot; a bucket's n-th key skips n - 1 more
+            skip = rank[fits]
+            for step in range(1, int(skip.max()) + 1):
+                again = np.flatnonzero(skip >= step)
+                free.reshape(-1)[again * SLOTS + col[again]] = False
+                col[again] = np.argmax(np.take(free, again, axis=0), axis=1)
+            at = chosen[fits] * SLOTS + col
+            placed = pending[taking]
             self._hi.reshape(-1)[at] = hi[placed]
             self._lo.reshape(-1)[at] = lo[placed]
             self._age.reshape(-1)[at] = ages[placed]
@@ -199,3 +207,8 @@ class SightingTable:
         self.rebuilds += 1
         if len(hi):
             self._insert(hi, lo, seen, horizon)
+
+
+def _count_rows(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.intp]:
+    """True slots per row of a (n, 16) mask: bools are bytes of 0 or 1, so a popcount of 8 at a time."""
+    return np.bitwise_count(mask.view(np.uint64)).sum(axis=1, dtype=np.intp)
