@@ -211,4 +211,5 @@ class SightingTable:
 
 def _count_rows(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.intp]:
     """True slots per row of a (n, 16) mask: bools are bytes of 0 or 1, so a popcount of 8 at a time."""
-    return np.bitwise_count(mask.view(np.uint64)).sum(axis=1, dtype=np.intp)
+    counts: npt.NDArray[np.intp] = np.bitwise_count(mask.view(np.uint64)).sum(axis=1, dtype=np.intp)
+    return counts
