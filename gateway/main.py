@@ -49,8 +49,11 @@ def create_app(settings: GatewaySettings | None = None, *, runtime: GatewayRunti
         version="0.1.0",
         summary="Ingest of AI-agent request logs (HTTP) and usage reports (MQTT bridge) into Kafka",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: ours are vendored
+        redoc_url=None,
     )
     app.state.runtime = runtime
+    read_api.mount_docs(app)
     app.include_router(ingest.router)
     app.include_router(health.router)
     if runtime.settings.clickhouse_url or read_client is not None:

@@ -19,11 +19,11 @@ import threading
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI, Request
 
-from dashboards import billing_api, page, routes
+from dashboards import billing_api, docs, page, routes
 from gateway.deps import authenticate_reader, authorize_agent_access, get_runtime, require_operator
 from meterline.clickhouse import get_client
 
-__all__ = ["clickhouse_clients", "lazy_client", "mount"]
+__all__ = ["clickhouse_clients", "lazy_client", "mount", "mount_docs"]
 
 
 def lazy_client(clickhouse_url: str) -> routes.ClientFactory:
@@ -48,6 +48,12 @@ def clickhouse_clients(clickhouse_url: str | None, client: Client | None = None
         raise ValueError("the read API needs a ClickHouse: a URL or a client")
     views = (lambda: client) if client is not None else lazy_client(clickhouse_url or "")
     return views, lazy_client(clickhouse_url) if clickhouse_url else None
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Serve the API documentation (Swagger UI at /docs, ReDoc at /redoc) from vendored files, with or without
+    the read API."""
+    app.include_router(docs.router)
 
 
 def _caller(request: Request) -> routes.Caller:

@@ -45,7 +45,7 @@ class Chromium:
     def __init__(self, width: int = 1400, height: int = 900, *, offline: bool = False) -> None:
         self.width, self.height, self.offline = width, height, offline
         self.requests: list[str] = []  # every URL the page asked for
-        self.console: list[str] = []  # console messages and uncaught exceptions
+        self.console: list[str] = []  # console messages, uncaught exceptions and browser log entries
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._loaded = asyncio.Event()
@@ -68,7 +68,7 @@ class Chromium:
             page = next(t for t in targets if t["type"] == "page")
             self._ws = await self._http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
             self._reader = asyncio.create_task(self._read())
-            for domain in ("Page", "Runtime", "Network"):
+            for domain in ("Page", "Runtime", "Network", "Log"):
                 await self.send(f"{domain}.enable")
             await self.send("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
                             deviceScaleFactor=1, mobile=False)
@@ -119,6 +119,9 @@ class Chromium:
             elif data.get("method") == "Runtime.consoleAPICalled":
                 self.console.append(" ".join(str(a.get("value", a.get("description", "")))
                                              for a in data["params"]["args"]))
+            elif data.get("method") == "Log.entryAdded":  # e.g. a Content-Security-Policy refusal
+                entry = data["params"]["entry"]
+                self.console.append(f"log {entry['level']}: {entry['text']}")
             elif data.get("method") == "Runtime.exceptionThrown":
                 details = data["params"]["exceptionDetails"]
                 self.console.append("exception: " + details.get("exception", {}).get("description", details["text"]))
@@ -182,10 +185,11 @@ class Chromium:
         if not found:
             raise BrowserError(f"no visible element {selector} to click")
 
-    async def screenshot(self, path: Path) -> None:
-        """A PNG of the whole page (beyond the window's height) at the window's width."""
+    async def screenshot(self, path: Path, *, max_height: int = 12000) -> None:
+        """A PNG of the whole page (beyond the window's height, up to ``max_height``) at the window's width."""
         metrics = await self.send("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
+        height = min(max(self.height, int(size["height"])), max_height)
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                               clip={"x": 0, "y": 0, "width": self.width, "height": size["height"], "scale": 1})
+                               clip={"x": 0, "y": 0, "width": self.width, "height": height, "scale": 1})
         path.write_bytes(base64.b64decode(shot["data"]))

@@ -47,7 +47,7 @@ def serve(app: FastAPI) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        httpx.get(base + "/dashboard/static/dashboard.css", timeout=5).raise_for_status()
+        httpx.get(base + "/openapi.json", timeout=5).raise_for_status()
         yield base
     finally:
         server.should_exit = True
