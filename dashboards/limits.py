@@ -1,0 +1,220 @@
+"""Usage limits (entitlements) over ClickHouse: set, list and delete them, and check usage against them.
+
+A limit (``schemas/limits.py``) caps one app's usage of one meter per UTC day or month, for the whole app
+or for one end customer. It is stored as a new row of ``limits`` per write (migration 0005, newest version
+wins, ``deleted`` marks a deletion) and read back with ``schemas/queries/limits.sql``. What a limit has used
+comes from the ``usage_customer_day`` rollup (``schemas/queries/limit_usage.sql``): one small query per
+check, whatever the number of the app's customers, and exactly as fresh as the usage the workers stored —
+a report still in Kafka is not counted yet (docs/limits.md says what that means for a caller).
+
+``check`` answers "may this customer use ``quantity`` more?": allowed when, for every limit that applies
+(the app's own limits on the meter, and the customer's), ``used + quantity <= limit``. Setting or deleting a
+limit also puts or deletes the ``usage`` alert rule ``limit:<id>`` through ``RuleSync`` (docs/alerts.md),
+so that reaching a limit fires an alert without an evaluator of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from clickhouse_connect.driver.client import Client
+
+from dashboards.errors import DashboardError
+from dashboards.queries import DashboardQueries, utcnow
+from meterline.clickhouse import INSERT_SETTINGS
+from schemas.limits import (
+    MAX_LIMITS_PER_AGENT,
+    Limit,
+    LimitError,
+    MeterScope,
+    meter_scope,
+    parse_quantity,
+    period_bounds,
+    quantity_text,
+)
+from schemas.prices import PriceList, price_list
+
+__all__ = ["LimitNotFound", "Limits", "LimitsError", "RuleSync", "limit_json", "parse_limit"]
+
+log = logging.getLogger(__name__)
+
+_COLUMNS: Final = ("agent_id", "limit_id", "scope", "customer_id", "meter", "unit", "model", "period", "quantity",
+                   "created_at", "updated_at", "version", "deleted")
+#: Puts (``deleted=False``) or deletes the alert rule that watches a limit; see ``alert_rules``.
+RuleSync = Callable[[Client, Limit, bool], None]
+
+
+class LimitsError(DashboardError):
+    """A limit request that cannot be carried out: an invalid limit, or too many of them."""
+
+
+class LimitNotFound(LimitsError):
+    """No limit with this id for this agent."""
+
+
+def _no_rules(client: Client, limit: Limit, deleted: bool) -> None:
+    log.debug("no alert rule sync configured for limit %s", limit.limit_id)
+
+
+@dataclass(frozen=True)
+class _Usage:
+    """Units of one (module, model) row: of every customer folded together, or of one named customer."""
+
+    module: str
+    model: str
+    customer: str | None
+    month: int
+    day: int
+
+
+def limit_json(limit: Limit) -> dict[str, Any]:
+    """A limit as the API and the CLI show it (the quantity as decimal text)."""
+    return {"limit_id": limit.limit_id, "agent_id": limit.agent_id, "scope": limit.scope,
+            "customer_id": limit.customer_id, "meter": limit.meter, "unit": limit.unit, "model": limit.model,
+            "period": limit.period, "limit": quantity_text(limit.quantity), "created_at": limit.created_at,
+            "updated_at": limit.updated_at}
+
+
+class Limits:
+    """The limits of every agent in one ClickHouse database, checked against one price list's meters."""
+
+    def __init__(self, client: Client, prices: PriceList | None = None, rules: RuleSync | None = None) -> None:
+        self.client = client
+        self.views = DashboardQueries(client)
+        self.prices = prices or price_list()
+        self.rules = rules or _no_rules
+
+    # --- writing ----------------------------------------------------------------------------------
+    def validate(self, limit: Limit) -> Limit:
+        """``limit`` with its meter's unit filled in; ``LimitsError`` if the price list cannot meter it."""
+        try:
+            _, unit = meter_scope(self.prices, limit.meter, limit.unit or None, limit.model)
+            if limit.period not in ("day", "month"):
+                raise LimitError(f"period must be day or month, got {limit.period!r}")
+        except LimitError as exc:
+            raise LimitsError(str(exc)) from exc
+        if limit.customer_id == "":
+            raise LimitsError("a customer's limit needs a customer id (leave it out for the app's own limit)")
+        return replace(limit, unit=unit)
+
+    def put(self, limit: Limit, now: datetime | None = None) -> tuple[Limit, bool]:
+        """Store ``limit`` (a new one, or new terms for the same id); the stored limit and whether it is new."""
+        limit = self.validate(limit)
+        now = now or utcnow()
+        existing = self.find(limit.agent_id)
+        old = next((x for x in existing if x.limit_id == limit.limit_id), None)
+        if old is None and len(existing) >= MAX_LIMITS_PER_AGENT:
+            raise LimitsError(f"agent {limit.agent_id!r} has {len(existing)} limits, the most one may have")
+        stored = replace(limit, created_at=old.created_at if old else now, updated_at=now)
+        self._write(stored, deleted=False)
+        self.rules(self.client, stored, False)
+        log.info("limit %s of %s: %s %s per %s%s", stored.limit_id, stored.agent_id, quantity_text(stored.quantity),
+                 stored.unit, stored.period, f" for customer {stored.customer_id!r}" if stored.customer_id else "")
+        return stored, old is None
+
+    def delete(self, agent_id: str, limit_id: str) -> Limit:
+        """Delete the limit ``limit_id`` of ``agent_id`` (and its alert rule); ``LimitNotFound`` if none."""
+        found = self.get(agent_id, limit_id)
+        self._write(replace(found, updated_at=utcnow()), deleted=True)
+        self.rules(self.client, found, True)
+        log.info("limit %s of %s deleted", limit_id, agent_id)
+        return found
+
+    def _write(self, limit: Limit, *, deleted: bool) -> None:
+        row = [limit.agent_id, limit.limit_id, limit.scope, limit.customer_id or "", limit.meter, limit.unit,
+               limit.model, limit.period, quantity_text(limit.quantity), limit.created_at, limit.updated_at,
+               time.time_ns(), int(deleted)]
+        self.client.insert("limits", [row], column_names=list(_COLUMNS), settings=INSERT_SETTINGS)
+
+    # --- reading ----------------------------------------------------------------------------------
+    def find(self, agent_id: str, limit_id: str = "") -> list[Limit]:
+        """The limits of ``agent_id`` (only ``limit_id`` when given), ordered by meter, model, period, scope."""
+        rows = self.views.run("limits", {"agent_id": agent_id, "limit_id": limit_id})
+        return [Limit(agent_id=agent_id, meter=r["meter"], unit=r["unit"], period=r["period"],
+                      quantity=Decimal(r["quantity"]), customer_id=r["customer_id"] if r["scope"] == "customer"
+                      else None, model=r["model"], created_at=r["created_at"], updated_at=r["updated_at"])
+                for r in rows]
+
+    def get(self, agent_id: str, limit_id: str) -> Limit:
+        found = self.find(agent_id, limit_id)
+        if not found:
+            raise LimitNotFound(f"agent {agent_id!r} has no limit {limit_id!r}")
+        return found[0]
+
+    def status(self, agent_id: str, at: datetime | None = None, limit_id: str = "") -> list[dict[str, Any]]:
+        """Every limit of ``agent_id`` with what it has used in its period holding ``at`` (default now)."""
+        at = at or utcnow()
+        limits = self.find(agent_id, limit_id)
+        usage = self._usage(agent_id, limits, at)
+        return [self._state(lim, usage, at, Decimal(0)) for lim in limits]
+
+    def check(self, agent_id: str, meter: str, quantity: Decimal, *, unit: str | None = None, model: str = "",
+              customer: str | None = None, at: datetime | None = None) -> dict[str, Any]:
+        """May ``customer`` (None: the app itself) use ``quantity`` more of ``meter`` (and ``model``) at ``at``?"""
+        try:
+            _, unit = meter_scope(self.prices, meter, unit, model)
+        except LimitError as exc:
+            raise LimitsError(str(exc)) from exc
+        at = at or utcnow()
+        applies = [lim for lim in self.find(agent_id) if lim.meter == meter and lim.model in ("", model)
+                   and (lim.customer_id is None or lim.customer_id == customer)]
+        usage = self._usage(agent_id, applies, at)
+        states = sorted((self._state(lim, usage, at, quantity) for lim in applies),
+                        key=lambda s: (Decimal(s["remaining"]), s["period_end"]))
+        binding = next((s for s in states if not s["allowed"]), states[0] if states else None)
+        return {
+            "agent_id": agent_id, "meter": meter, "unit": unit, "model": model, "customer_id": customer,
+            "quantity": quantity_text(quantity), "at": at, "allowed": all(s["allowed"] for s in states),
+            "limit": binding["limit"] if binding else None, "used": binding["used"] if binding else None,
+            "remaining": binding["remaining"] if binding else None,
+            "period_start": binding["period_start"] if binding else None,
+            "period_end": binding["period_end"] if binding else None,
+            "limit_id": binding["limit_id"] if binding else None,
+            "limits": states,
+        }
+
+    def _usage(self, agent_id: str, limits: Iterable[Limit], at: datetime) -> list[_Usage]:
+        limits = list(limits)
+        if not limits:
+            return []
+        modules = sorted({self._scope(lim).module for lim in limits})
+        customers = sorted({lim.customer_id for lim in limits if lim.customer_id is not None})
+        rows = self.views.run("limit_usage", {"app_id": agent_id, "day": at.astimezone(UTC).date(),
+                                              "modules": modules, "customers": customers})
+        return [_Usage(r["module"], r["model"], r["customer"] if r["named"] else None, int(r["month_units"]),
+                       int(r["day_units"])) for r in rows]
+
+    def _scope(self, limit: Limit) -> MeterScope:
+        try:
+            return meter_scope(self.prices, limit.meter, None, limit.model)[0]
+        except LimitError as exc:  # the price list changed under a stored limit: it meters nothing now
+            log.warning("limit %s of %s: %s", limit.limit_id, limit.agent_id, exc)
+            return MeterScope("", "\x00", ())
+
+    def _state(self, limit: Limit, usage: Iterable[_Usage], at: datetime, quantity: Decimal) -> dict[str, Any]:
+        scope = self._scope(limit)
+        start, end = period_bounds(limit.period, at)
+        used = sum((u.month if limit.period == "month" else u.day) for u in usage
+                   if scope.counts(u.module, u.model)
+                   and (limit.customer_id is None or u.customer == limit.customer_id))
+        remaining = max(limit.quantity - used, Decimal(0))
+        return limit_json(limit) | {
+            "period_start": start, "period_end": end, "used": used, "remaining": quantity_text(remaining),
+            "reached": used >= limit.quantity, "allowed": used + quantity <= limit.quantity,
+        }
+
+
+def parse_limit(agent_id: str, body: Mapping[str, Any]) -> Limit:
+    """A ``Limit`` of ``agent_id`` from validated body fields (meter, unit, model, period, limit, customer_id)."""
+    try:
+        quantity = parse_quantity(body["limit"])
+    except LimitError as exc:
+        raise LimitsError(str(exc)) from exc
+    return Limit(agent_id=agent_id, meter=body["meter"], unit=body.get("unit") or "", period=body["period"],
+                 quantity=quantity, customer_id=body.get("customer_id"), model=body.get("model") or "")
