@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request, Response
 
 from gateway import read_api
 from gateway.errors import GatewayError
-from gateway.routers import health, ingest
+from gateway.routers import health, ingest, otlp
 from gateway.routers.openapi import complete_document
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
@@ -55,6 +55,7 @@ def create_app(settings: GatewaySettings | None = None, *, runtime: GatewayRunti
     app.state.runtime = runtime
     read_api.mount_docs(app)
     app.include_router(ingest.router)
+    app.include_router(otlp.router)
     app.include_router(health.router)
     if runtime.settings.clickhouse_url or read_client is not None:
         read_api.mount(app, *read_api.clickhouse_clients(runtime.settings.clickhouse_url, read_client))

@@ -62,6 +62,13 @@ class GatewaySettings(BaseSettings):
     #: METERLINE_GATEWAY_RECORD_MAX_BYTES — a batch record larger than this is split in several.
     record_max_bytes: int = Field(default=900 * 1024, ge=64 * 1024)
 
+    # --- OpenTelemetry ingest (POST /v1/traces, docs/otlp.md) ------------------------------------
+    #: METERLINE_GATEWAY_OTLP_CUSTOMER_ATTRIBUTES — comma-separated span/resource attributes naming the end
+    #: customer of a request or of GenAI usage; the first one present wins (span before resource).
+    otlp_customer_attributes: str = "meterline.customer_id,enduser.id"
+    #: METERLINE_GATEWAY_OTLP_MAX_SPANS — spans per export (413 above it; OpenTelemetry SDKs send 512).
+    otlp_max_spans: int = Field(default=10_000, ge=1, le=1_000_000)
+
     # --- Kafka produce ----------------------------------------------------------------------------
     #: METERLINE_GATEWAY_PRODUCE_TIMEOUT — seconds an ingest call waits for Kafka's ack before 503.
     produce_timeout: float = Field(default=5.0, gt=0, le=120)

@@ -1,0 +1,162 @@
+"""``POST /v1/traces``: OTLP/HTTP trace export, so an OpenTelemetry-instrumented agent reports with no Meterline SDK.
+
+Authenticated like ``POST /v1/ingest`` (``Authorization: Bearer <API key>``, which exporters send from
+``OTEL_EXPORTER_OTLP_HEADERS``), rate-limited with the same per-key buckets, and answered as the OTLP/HTTP
+specification says: 200 with an ``ExportTraceServiceResponse`` (``partial_success`` counting the spans
+rejected), 400/401/403/413/415 with a ``google.rpc.Status`` (not retried by exporters), 429/503 with
+``Retry-After`` (retried), every body in the request's encoding. The records are in Kafka when 200 is sent.
+Decoding and the span mapping are ``gateway/otlp``; the mapping table is ``docs/otlp.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from weakref import WeakKeyDictionary
+
+import msgspec
+from fastapi import APIRouter, Request, Response
+from prometheus_client import Counter
+
+from gateway.deps import authenticate_agent, get_runtime
+from gateway.errors import GatewayError, IngestRefused, RateLimited
+from gateway.ingest import ParsedBatch, build_records, decode_body
+from gateway.metrics import GatewayMetrics
+from gateway.otlp.codec import (
+    JSON,
+    MEDIA_TYPES,
+    OtlpEncoding,
+    decode_request,
+    encode_response,
+    encode_status,
+    encoding_of,
+)
+from gateway.otlp.mapping import SOURCE, map_spans
+from gateway.runtime import GatewayRuntime
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["ingest"])
+
+_ENCODER = msgspec.json.Encoder()
+#: at most this many rejection reasons are joined into ``partial_success.error_message``
+_REASONS = 5
+
+
+class _Metrics:
+    """The OTLP series, in the gateway runtime's registry (one set per runtime)."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.exports = Counter("meterline_gateway_otlp_exports", "OTLP trace exports by HTTP status", ["status"],
+                               registry=metrics.registry)
+        self.spans = Counter("meterline_gateway_otlp_spans", "OTLP spans by outcome (request, usage, ignored, "
+                             "rejected)", ["outcome"], registry=metrics.registry)
+
+
+_metrics: WeakKeyDictionary[GatewayMetrics, _Metrics] = WeakKeyDictionary()
+
+
+def _metrics_of(runtime: GatewayRuntime) -> _Metrics:
+    found = _metrics.get(runtime.metrics)
+    if found is None:
+        found = _metrics[runtime.metrics] = _Metrics(runtime.metrics)
+    return found
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise _too_large(max_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+    return bytes(body)
+
+
+def _too_large(max_bytes: int) -> IngestRefused:
+    return IngestRefused(f"request body exceeds {max_bytes} bytes; export smaller batches", status_code=413,
+                         code="body_too_large")
+
+
+@router.post(
+    "/v1/traces", summary="Ingest OpenTelemetry spans (OTLP/HTTP, protobuf or JSON)",
+    description="An `ExportTraceServiceRequest` as `application/x-protobuf` or `application/json` (OTLP's JSON "
+                "mapping), optionally gzip. Server spans become request-log entries, GenAI spans usage "
+                "records; see docs/otlp.md. Authenticate with `Authorization: Bearer <API key>`.",
+    response_class=Response,
+    responses={200: {"description": "ExportTraceServiceResponse; partial_success counts rejected spans"},
+               400: {"description": "undecodable body (google.rpc.Status)"},
+               401: {"description": "missing or unknown key"}, 403: {"description": "revoked key"},
+               413: {"description": "body or span count over the limit"},
+               415: {"description": "not application/x-protobuf or application/json, or not gzip"},
+               429: {"description": "rate limited; Retry-After"}, 503: {"description": "Kafka unavailable; "
+                                                                                      "Retry-After"}},
+)
+async def export_traces(request: Request) -> Response:
+    runtime = get_runtime(request)
+    settings, metrics = runtime.settings, _metrics_of(runtime)
+    encoding: OtlpEncoding = JSON if "json" in request.headers.get("content-type", "").lower() else "protobuf"
+    try:
+        identity = authenticate_agent(request)
+        wait = runtime.limiter.acquire(identity.key_sha256)
+        if wait > 0:
+            raise RateLimited("rate limit exceeded for this API key", retry_after=runtime.limiter.retry_after(wait))
+        encoding = encoding_of(request.headers.get("content-type"))
+        raw = await _read_body(request, settings.max_body_bytes)
+        body = decode_body(raw, request.headers.get("content-encoding"), settings.max_body_bytes)
+        export, unreadable = decode_request(body, encoding)
+        spans = sum(len(s.spans) for r in export.resource_spans for s in r.scope_spans) + len(unreadable)
+        if spans > settings.otlp_max_spans:
+            raise IngestRefused(f"{spans} spans exceed the limit of {settings.otlp_max_spans} per export; export "
+                                "smaller batches", status_code=413, code="too_many_spans")
+        ingested_at = int(time.time() * 1000)
+        mapped = map_spans(export, agent_id=identity.agent_id, key_sha256=identity.key_sha256,
+                           customer_attributes=_names(settings.otlp_customer_attributes), ingested_at=ingested_at)
+        if mapped.entries:
+            parsed = ParsedBatch(claimed_agent_id=None, sdk_version=SOURCE, batch_id=f"otlp-{ingested_at}",
+                                 entries=mapped.entries)
+            records = build_records(identity.agent_id, parsed, ingested_at, granularity=settings.record_granularity,
+                                    max_bytes=settings.record_max_bytes)
+            await runtime.producer.send(runtime.topics.requests, identity.agent_id.encode(), records)
+        if mapped.usage:
+            await runtime.producer.send(runtime.topics.usage, identity.agent_id.encode(),
+                                        [_ENCODER.encode(u) for u in mapped.usage])
+    except GatewayError as exc:
+        metrics.exports.labels(str(exc.status_code)).inc()
+        return _error(exc, encoding, settings.retry_after)
+    rejected = unreadable + mapped.rejected
+    metrics.exports.labels("200").inc()
+    for outcome, count in (("request", len(mapped.entries)), ("usage", len(mapped.usage)),
+                           ("ignored", mapped.ignored), ("rejected", len(rejected))):
+        if count:
+            metrics.spans.labels(outcome).inc(count)
+    if rejected:
+        log.info("OTLP export of agent %s: %d of %d spans rejected (%s)", identity.agent_id, len(rejected), spans,
+                 rejected[0])
+    message = "; ".join(rejected[:_REASONS]) + (f"; and {len(rejected) - _REASONS} more" if len(rejected) > _REASONS
+                                                else "")
+    return Response(encode_response(len(rejected), message, encoding), status_code=200,
+                    media_type=MEDIA_TYPES[encoding])
+
+
+def _names(setting: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in setting.split(",") if name.strip())
+
+
+def _error(exc: GatewayError, encoding: OtlpEncoding, retry_after: int) -> Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    elif exc.status_code == 503:
+        headers["Retry-After"] = str(retry_after)
+    elif exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.status_code >= 500:
+        log.warning("OTLP export answered %d: %s", exc.status_code, exc.message)
+    return Response(encode_status(exc.status_code, exc.message, encoding), status_code=exc.status_code,
+                    media_type=MEDIA_TYPES[encoding], headers=headers)
+
+
+__all__ = ["router"]
