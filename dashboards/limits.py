@@ -25,14 +25,17 @@ from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
+from dashboards import alerts
 from dashboards.errors import DashboardError
 from dashboards.queries import DashboardQueries, utcnow
 from meterline.clickhouse import INSERT_SETTINGS
+from schemas.alerts import Rule
 from schemas.limits import (
     MAX_LIMITS_PER_AGENT,
     Limit,
     LimitError,
     MeterScope,
+    alert_rule_id,
     meter_scope,
     parse_quantity,
     period_bounds,
@@ -40,14 +43,16 @@ from schemas.limits import (
 )
 from schemas.prices import PriceList, price_list
 
-__all__ = ["LimitNotFound", "Limits", "LimitsError", "RuleSync", "limit_json", "parse_limit"]
+__all__ = ["LimitNotFound", "Limits", "LimitsError", "RuleSync", "Stored", "limit_json", "parse_limit",
+           "sync_alert_rule"]
 
 log = logging.getLogger(__name__)
 
 _COLUMNS: Final = ("agent_id", "limit_id", "scope", "customer_id", "meter", "unit", "model", "period", "quantity",
                    "created_at", "updated_at", "version", "deleted")
-#: Puts (``deleted=False``) or deletes the alert rule that watches a limit; see ``alert_rules``.
-RuleSync = Callable[[Client, Limit, bool], None]
+#: Puts (``deleted`` False; with a webhook URL, or None to keep the rule's) or deletes the alert rule that
+#: watches a limit, returning the rule's webhook secret when the rule was created now.
+RuleSync = Callable[[Client, Limit, bool, str | None], str | None]
 
 
 class LimitsError(DashboardError):
@@ -58,8 +63,40 @@ class LimitNotFound(LimitsError):
     """No limit with this id for this agent."""
 
 
-def _no_rules(client: Client, limit: Limit, deleted: bool) -> None:
-    log.debug("no alert rule sync configured for limit %s", limit.limit_id)
+def sync_alert_rule(client: Client, limit: Limit, deleted: bool, webhook_url: str | None) -> str | None:
+    """Put (or delete) the ``usage`` alert rule ``limit:<id>`` that fires when ``limit`` is reached (docs/alerts.md).
+
+    The rule keeps its webhook URL unless one is given. A limit of 0 has no rule: it is reached from the
+    start, and an alert rule's threshold must be above 0.
+    """
+    rule_id = alert_rule_id(limit.limit_id)
+    if deleted or limit.quantity <= 0:
+        alerts.delete_rule(client, limit.agent_id, rule_id)
+        return None
+    if webhook_url is None:
+        existing = alerts.get_rule(client, limit.agent_id, rule_id)
+        webhook_url = existing["webhook_url"] if existing else ""
+    scope, unit = meter_scope(price_list(), limit.meter, limit.unit, limit.model)
+    who = f" of customer {limit.customer_id}" if limit.customer_id is not None else ""
+    try:
+        rule = Rule.model_validate({
+            "agent_id": limit.agent_id, "rule_id": rule_id, "kind": "usage", "customer_id": limit.customer_id or "",
+            "name": f"limit {quantity_text(limit.quantity)} {unit}/{limit.period} of {limit.meter}{who}"[:200],
+            "threshold": limit.quantity, "meter": scope.module, "model": scope.model, "unit": unit,
+            "period": limit.period, "webhook_url": webhook_url})
+    except ValueError as exc:  # pydantic's ValidationError: a webhook URL the rule refuses
+        raise LimitsError(f"the limit's alert rule: {exc}") from exc
+    return alerts.put_rule(client, rule).secret
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What ``Limits.put`` did: the limit as stored, whether it is new, and its alert rule's webhook secret
+    when that rule was created now (shown once, to verify the webhook's signatures)."""
+
+    limit: Limit
+    created: bool
+    alert_secret: str | None
 
 
 @dataclass(frozen=True)
@@ -88,7 +125,7 @@ class Limits:
         self.client = client
         self.views = DashboardQueries(client)
         self.prices = prices or price_list()
-        self.rules = rules or _no_rules
+        self.rules = rules or sync_alert_rule
 
     # --- writing ----------------------------------------------------------------------------------
     def validate(self, limit: Limit) -> Limit:
@@ -103,8 +140,9 @@ class Limits:
             raise LimitsError("a customer's limit needs a customer id (leave it out for the app's own limit)")
         return replace(limit, unit=unit)
 
-    def put(self, limit: Limit, now: datetime | None = None) -> tuple[Limit, bool]:
-        """Store ``limit`` (a new one, or new terms for the same id); the stored limit and whether it is new."""
+    def put(self, limit: Limit, now: datetime | None = None, webhook_url: str | None = None) -> Stored:
+        """Store ``limit`` (a new one, or a new quantity for the same terms) and its alert rule (notifying
+        ``webhook_url``, else whom the rule notified before)."""
         limit = self.validate(limit)
         now = now or utcnow()
         existing = self.find(limit.agent_id)
@@ -113,16 +151,16 @@ class Limits:
             raise LimitsError(f"agent {limit.agent_id!r} has {len(existing)} limits, the most one may have")
         stored = replace(limit, created_at=old.created_at if old else now, updated_at=now)
         self._write(stored, deleted=False)
-        self.rules(self.client, stored, False)
+        secret = self.rules(self.client, stored, False, webhook_url)
         log.info("limit %s of %s: %s %s per %s%s", stored.limit_id, stored.agent_id, quantity_text(stored.quantity),
                  stored.unit, stored.period, f" for customer {stored.customer_id!r}" if stored.customer_id else "")
-        return stored, old is None
+        return Stored(stored, old is None, secret)
 
     def delete(self, agent_id: str, limit_id: str) -> Limit:
         """Delete the limit ``limit_id`` of ``agent_id`` (and its alert rule); ``LimitNotFound`` if none."""
         found = self.get(agent_id, limit_id)
         self._write(replace(found, updated_at=utcnow()), deleted=True)
-        self.rules(self.client, found, True)
+        self.rules(self.client, found, True, None)
         log.info("limit %s of %s deleted", limit_id, agent_id)
         return found
 
@@ -148,11 +186,16 @@ class Limits:
         return found[0]
 
     def status(self, agent_id: str, at: datetime | None = None, limit_id: str = "") -> list[dict[str, Any]]:
-        """Every limit of ``agent_id`` with what it has used in its period holding ``at`` (default now)."""
+        """Every limit of ``agent_id`` with what it has used in its period holding ``at`` (default now), and
+        the state of its alert rule (``ok``, ``firing``; None without one)."""
         at = at or utcnow()
         limits = self.find(agent_id, limit_id)
         usage = self._usage(agent_id, limits, at)
-        return [self._state(lim, usage, at, Decimal(0)) for lim in limits]
+        rules = {r["rule_id"]: r["state"] for r in alerts.list_rules(self.client, agent_id)} if limits else {}
+        return [self._state(lim, usage, at, Decimal(0))
+                | {"alert_rule_id": alert_rule_id(lim.limit_id) if alert_rule_id(lim.limit_id) in rules else None,
+                   "alert_state": rules.get(alert_rule_id(lim.limit_id))}
+                for lim in limits]
 
     def check(self, agent_id: str, meter: str, quantity: Decimal, *, unit: str | None = None, model: str = "",
               customer: str | None = None, at: datetime | None = None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The read path as the gateway serves it: the dashboards' routes, with the gateway's auth and ClickHouse.
 
 The one gateway module that knows ``dashboards`` (the import-layer test allows this edge and no other).
-``mount`` includes the read API (with the billing routes of ``dashboards/billing_api.py``) and the
+``mount`` includes the read API (with the billing routes of ``dashboards/billing_api.py`` and the usage
+limits of ``dashboards/limits_api.py``) and the
 dashboard page in the gateway app and fills in what the routes
 leave to their host (``app.dependency_overrides``): an agent reads its own data with its API key (the
 key registry), the operator reads everything with ``METERLINE_OPERATOR_TOKEN`` (``gateway.deps``).
@@ -19,7 +20,7 @@ import threading
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI, Request
 
-from dashboards import billing_api, docs, page, routes
+from dashboards import billing_api, docs, limits_api, page, routes
 from gateway.deps import authenticate_reader, authorize_agent_access, get_runtime, require_operator
 from meterline.clickhouse import get_client
 
@@ -73,6 +74,7 @@ def mount(app: FastAPI, views: routes.ClientFactory, sql: routes.ClientFactory |
     app.include_router(routes.agents_router)
     app.include_router(billing_api.router)
     app.include_router(billing_api.operator_router)
+    app.include_router(limits_api.router)
     app.include_router(page.router)
     app.dependency_overrides[routes.read_access] = authorize_agent_access
     app.dependency_overrides[routes.operator_access] = require_operator  # also the billing statements'

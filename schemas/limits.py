@@ -23,16 +23,18 @@ from typing import Final, Literal, get_args
 
 from schemas.prices import PriceList
 
-__all__ = ["MAX_LIMITS_PER_AGENT", "MAX_QUANTITY_DIGITS", "PERIODS", "Limit", "LimitError", "MeterScope", "Period",
-           "alert_rule_id", "limit_id", "meter_scope", "parse_quantity", "period_bounds", "quantity_text"]
+__all__ = ["MAX_LIMITS_PER_AGENT", "MAX_QUANTITY_DIGITS", "PERIODS", "QUANTITY_PATTERN", "Limit", "LimitError",
+           "MeterScope", "Period", "alert_rule_id", "limit_id", "meter_scope", "parse_quantity", "period_bounds",
+           "quantity_text"]
 
 Period = Literal["day", "month"]
 PERIODS: Final[tuple[str, ...]] = get_args(Period)
 #: limits one agent may hold: the check and the listing read them all
 MAX_LIMITS_PER_AGENT: Final = 500
-#: digits before and after the point a quantity may have (fits Decimal(38, 9) and any usage sum)
-MAX_QUANTITY_DIGITS: Final = (20, 9)
-_QUANTITY = re.compile(r"^\d{1,20}(\.\d{1,9})?$")
+#: digits before and after the point a quantity may have (below 1e15: what an alert rule's threshold may be)
+MAX_QUANTITY_DIGITS: Final = (15, 9)
+QUANTITY_PATTERN: Final = r"^\d{1,15}(\.\d{1,9})?$"
+_QUANTITY = re.compile(QUANTITY_PATTERN)
 
 
 class LimitError(ValueError):
@@ -75,7 +77,7 @@ def alert_rule_id(limit: str) -> str:
 
 
 def parse_quantity(value: str | int | Decimal) -> Decimal:
-    """A limit's quantity from decimal text or an integer (never a binary float), >= 0, at most 20.9 digits."""
+    """A limit's quantity from decimal text or an integer (never a binary float), >= 0, at most 15.9 digits."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise LimitError("quantity must be decimal text like \"1000000\" or \"2.5\", or an integer")
     text = str(value).strip()
@@ -87,7 +89,7 @@ def parse_quantity(value: str | int | Decimal) -> Decimal:
         raise LimitError("quantity must be a finite number >= 0")
     plain = format(exact, "f")
     if not _QUANTITY.match(plain.rstrip("0").rstrip(".") if "." in plain else plain):
-        raise LimitError("quantity may have at most 20 digits before the point and 9 after it")
+        raise LimitError("quantity may have at most 15 digits before the point and 9 after it")
     return exact
 
 

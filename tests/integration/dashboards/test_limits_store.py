@@ -1,9 +1,13 @@
 """Usage limits over a real chDB: stored and read back, and checked against the usage rollup of migration 0005
-at the edges of UTC days and months, per app and per end customer."""
+at the edges of UTC days and months, per app and per end customer.
+
+The tests share one migrated database (migrating takes seconds) and each uses an app of its own."""
 
 from __future__ import annotations
 
 import shutil
+import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,9 +18,26 @@ from dashboards.limits import LimitNotFound, Limits, LimitsError
 from meterline.clickhouse import get_client
 from meterline.migrations import MIGRATIONS_DIR, apply_migrations
 from schemas.limits import Limit
+from tests.conftest import with_database
 from tests.integration.dashboards.limits_data import insert, utc
 
 APP = "app-lim"
+
+
+@pytest.fixture(scope="module")
+def shared(clickhouse_engine_dsn: str) -> Iterator[Client]:
+    client = get_client(with_database(clickhouse_engine_dsn, f"t_{uuid.uuid4().hex[:12]}"))
+    apply_migrations(client)
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS `{client.database}`")
+
+
+@pytest.fixture
+def clickhouse(shared: Client) -> Iterator[Client]:
+    """The shared database, emptied of the tables these tests write."""
+    for table in ("limits", "usage_events", "usage_customer_day", "alert_rules"):
+        shared.command(f"TRUNCATE TABLE {table}")
+    yield shared
 
 
 def _limit(quantity: str, period: str = "month", customer: str | None = None, model: str = "",
@@ -27,8 +48,8 @@ def _limit(quantity: str, period: str = "month", customer: str | None = None, mo
 
 def test_month_limit_under_at_and_over_at_the_month_edge(clickhouse: Client) -> None:
     limits = Limits(clickhouse)
-    month, _ = limits.put(_limit("1000"))
-    day, _ = limits.put(_limit("500", period="day"))
+    limits.put(_limit("1000"))
+    day = limits.put(_limit("500", period="day")).limit
     insert(clickhouse, [(APP, "llm", "gpt-4", 400, "2026-01-15T10:00:00", "acme"),
                         (APP, "llm", "gpt-4o", 599, "2026-01-31T23:59:59.999", None),
                         (APP, "tts", "eleven-labs", 9999, "2026-01-31T12:00:00", None),  # another meter
@@ -71,9 +92,9 @@ def test_month_limit_under_at_and_over_at_the_month_edge(clickhouse: Client) -> 
 
 def test_customer_limits_and_the_app_limit_apply_together(clickhouse: Client) -> None:
     limits = Limits(clickhouse)
-    app_limit, _ = limits.put(_limit("1000"))
-    acme, _ = limits.put(_limit("100", customer="acme"))
-    gpt4, _ = limits.put(_limit("50", customer="globex", model="gpt-4"))
+    app_limit = limits.put(_limit("1000")).limit
+    acme = limits.put(_limit("100", customer="acme")).limit
+    gpt4 = limits.put(_limit("50", customer="globex", model="gpt-4")).limit
     insert(clickhouse, [(APP, "llm", "gpt-4", 80, "2026-03-03T01:00:00", "acme"),
                         (APP, "llm", "gpt-4o", 760, "2026-03-04T01:00:00", "initech"),
                         (APP, "llm", "gpt-4", 40, "2026-03-05T01:00:00", "globex"),
@@ -101,9 +122,9 @@ def test_customer_limits_and_the_app_limit_apply_together(clickhouse: Client) ->
 
 def test_set_twice_is_one_limit_and_delete_removes_it(clickhouse: Client) -> None:
     limits = Limits(clickhouse)
-    first, new = limits.put(_limit("10", customer="acme"), now=utc("2026-01-01T00:00:00"))
-    second, again = limits.put(_limit("2.5", customer="acme"), now=utc("2026-01-02T00:00:00"))
-    assert (new, again) == (True, False) and first.limit_id == second.limit_id
+    first = limits.put(_limit("10", customer="acme"), now=utc("2026-01-01T00:00:00"))
+    second = limits.put(_limit("2.5", customer="acme"), now=utc("2026-01-02T00:00:00"))
+    assert (first.created, second.created) == (True, False) and first.limit.limit_id == second.limit.limit_id
     [stored] = limits.find(APP)
     assert stored.quantity == Decimal("2.5") and stored.created_at == utc("2026-01-01T00:00:00")
     assert stored.updated_at == utc("2026-01-02T00:00:00")
@@ -143,3 +164,29 @@ def test_usage_stored_before_the_migration_is_counted(clickhouse_dsn: str, tmp_p
         assert limits.check(APP, "llm", Decimal(1), customer="acme", at=utc("2026-06-30T00:00:00"))["used"] == 75
     finally:
         client.command(f"DROP DATABASE IF EXISTS `{client.database}`")
+
+
+def test_each_limit_has_its_usage_alert_rule(clickhouse: Client) -> None:
+    """The contract with the alerts (docs/alerts.md): rule ``limit:<id>`` of kind usage, kept in step."""
+    from dashboards.alerts import get_rule
+
+    limits = Limits(clickhouse)
+    stored = limits.put(_limit("1000", customer="acme", model="gpt-4"), webhook_url="https://hooks.example/x")
+    rule_id = f"limit:{stored.limit.limit_id}"
+    assert stored.alert_secret and stored.alert_secret.startswith("whsec_")
+    rule = get_rule(clickhouse, APP, rule_id)
+    assert rule is not None
+    assert {k: rule[k] for k in ("kind", "customer_id", "threshold", "meter", "model", "unit", "period",
+                                 "webhook_url")} == {
+        "kind": "usage", "customer_id": "acme", "threshold": "1000", "meter": "llm", "model": "gpt-4",
+        "unit": "tokens", "period": "month", "webhook_url": "https://hooks.example/x"}
+    again = limits.put(_limit("2000", customer="acme", model="gpt-4"))  # the webhook stays; no new secret
+    assert again.alert_secret is None
+    rule = get_rule(clickhouse, APP, rule_id)
+    assert rule is not None and (rule["threshold"], rule["webhook_url"]) == ("2000", "https://hooks.example/x")
+    assert [(s["alert_rule_id"], s["alert_state"]) for s in limits.status(APP)] == [(rule_id, "ok")]
+    limits.delete(APP, stored.limit.limit_id)
+    assert get_rule(clickhouse, APP, rule_id) is None
+    zero = limits.put(_limit("0", period="day"))  # reached from the start: blocked, no rule to fire
+    assert get_rule(clickhouse, APP, f"limit:{zero.limit.limit_id}") is None
+    assert limits.check(APP, "llm", Decimal(1))["allowed"] is False
