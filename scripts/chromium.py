@@ -1,4 +1,4 @@
-"""Headless Chromium driven over the DevTools protocol: open a page, click, read text, take screenshots.
+"""Headless Chromium driven over the DevTools protocol: open a page, click, type, read text, take screenshots.
 
 The web dashboard's browser test (``tests/integration/dashboards/test_page_explore.py``) and the
 screenshot script (``scripts/screenshots.py``) both drive a real Chromium through this one class. It
@@ -184,6 +184,38 @@ class Chromium:
             el.scrollIntoView({{block: "center"}}); el.click(); return true; }})()""")
         if not found:
             raise BrowserError(f"no visible element {selector} to click")
+
+    async def type(self, selector: str, text: str) -> None:
+        """Type ``text`` into the field ``selector`` as a person would: focus it, select what it holds, type over
+        it (one ``input`` event, as from a keyboard's text input); Enter or leaving the field is up to the caller."""
+        focused = await self.eval(f"""(() => {{
+            const el = document.querySelector({json.dumps(selector)});
+            if (!el || !el.offsetParent) return false;
+            el.scrollIntoView({{block: "center"}}); el.focus(); if (el.select) el.select(); return true; }})()""")
+        if not focused:
+            raise BrowserError(f"no visible field {selector} to type into")
+        await self.send("Input.insertText", text=text)
+
+    async def press(self, key: str) -> None:
+        """Press and release one key (``Enter``, ``Escape`` or ``Tab``) in the focused element."""
+        codes = {"Enter": (13, "\r"), "Escape": (27, ""), "Tab": (9, "")}
+        code, text = codes[key]
+        common = {"key": key, "code": key, "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code}
+        await self.send("Input.dispatchKeyEvent", type="keyDown", text=text, **common)
+        await self.send("Input.dispatchKeyEvent", type="keyUp", **common)
+
+    async def choose(self, selector: str, value: str) -> None:
+        """Set a ``<select>`` or a date/time field to ``value`` as the browser's picker does: the value, then the
+        ``input`` and ``change`` events (a picker's choice cannot be typed key by key)."""
+        done = await self.eval(f"""(() => {{
+            const el = document.querySelector({json.dumps(selector)});
+            if (!el || !el.offsetParent) return false;
+            el.value = {json.dumps(value)};
+            if (el.value !== {json.dumps(value)}) return false;
+            el.dispatchEvent(new Event("input", {{bubbles: true}}));
+            el.dispatchEvent(new Event("change", {{bubbles: true}})); return true; }})()""")
+        if not done:
+            raise BrowserError(f"no visible field {selector} that takes {value!r}")
 
     async def screenshot(self, path: Path, *, max_height: int = 12000) -> None:
         """A PNG of the whole page (beyond the window's height, up to ``max_height``) at the window's width."""

@@ -7,6 +7,9 @@
     await report_usage(api_key=key, module="llm", model="gpt-4", usage=150)
     await client.disconnect()                                     # delivers what is queued first
 
+    limits = LimitChecker("http://localhost:9092", "app-1", key)  # optional: usage limits over HTTP, cached
+    if not (await limits.check("llm", 812, customer="acme-corp")).allowed: ...
+
 Broker settings can be overridden by ``BILLING_MQTT_HOST`` / ``_PORT`` / ``_USERNAME`` / ``_PASSWORD`` /
 ``_CA_FILE`` (see ``billing_sdk._config``).
 """
@@ -28,6 +31,7 @@ from ._errors import (
     NotConnectedError,
     TlsVerificationError,
 )
+from ._limits import LimitChecker, LimitDecision
 from ._models import UsageData
 from ._queue import QueueStats
 
@@ -40,6 +44,8 @@ __all__ = [
     "BrokerConnectionError",
     "InvalidApiKeyError",
     "InvalidUsageError",
+    "LimitChecker",
+    "LimitDecision",
     "MissingApiKeyError",
     "NotConnectedError",
     "QueueStats",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._config import TransportConfig, TransportStats
 from ._entry import RequestLogEntry
 from ._errors import ConfigError, GT8004Error
+from ._limits import LimitChecker, LimitDecision
 from ._logger import GT8004Logger
 from ._version import SDK_VERSION
 
@@ -19,6 +20,8 @@ __all__ = [
     "ConfigError",
     "GT8004Error",
     "GT8004Logger",
+    "LimitChecker",
+    "LimitDecision",
     "RequestLogEntry",
     "TransportConfig",
     "TransportStats",

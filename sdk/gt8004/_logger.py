@@ -7,12 +7,14 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from ._config import TransportConfig, TransportStats
 from ._entry import RequestLogEntry, encode_clamped, encode_entry, encode_fields
+from ._limits import LimitChecker, LimitDecision
 from ._sender import OutcomeKind
 from ._transport import DropCallback, Transport
 
@@ -45,7 +47,8 @@ class GT8004Logger:
                  retry_delays: Sequence[float] = (1.0, 2.0, 4.0), timeout: float = 10.0,
                  gzip: bool = True, breaker_threshold: int = 3, breaker_cooldown: float = 10.0,
                  exit_timeout: float = 2.0,
-                 http_transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 http_transport: httpx.AsyncBaseTransport | None = None, limits_url: str | None = None,
+                 limit_cache_ttl: float = 5.0, limit_fail_open: bool = True) -> None:
         self.agent_id = agent_id or os.environ.get(ENV_AGENT_ID) or ""
         api_key = api_key or os.environ.get(ENV_API_KEY) or ""
         self.ingest_url = ingest_url or os.environ.get(ENV_INGEST_URL) or DEFAULT_INGEST_URL
@@ -61,6 +64,10 @@ class GT8004Logger:
                         ENV_AGENT_ID, ENV_API_KEY)
         self.transport = Transport(agent_id=self.agent_id, api_key=api_key, ingest_url=self.ingest_url,
                                    config=self.config, on_drop=on_drop, enabled=self.enabled,
+                                   http_transport=http_transport)
+        # usage-limit checks (check_limit): their own client, never on the logging path
+        base = limits_url or self.ingest_url.removesuffix("/").removesuffix("/v1/ingest")
+        self.limits = LimitChecker(base, self.agent_id, api_key, ttl=limit_cache_ttl, fail_open=limit_fail_open,
                                    http_transport=http_transport)
 
     def log_nowait(self, entry: RequestLogEntry | Mapping[str, Any]) -> bool:
@@ -103,6 +110,10 @@ class GT8004Logger:
     async def close(self, timeout: float = 5.0) -> None:
         """Flush within ``timeout`` and stop; the rest goes to the spool or is reported dropped."""
         try:
+            await self.limits.aclose()
+        except Exception:  # noqa: BLE001
+            log.debug("gt8004: closing the limit checker failed", exc_info=True)
+        try:
             future = self.transport.begin_close(timeout)
             await asyncio.wait_for(asyncio.wrap_future(future), timeout + 0.5)
         except TimeoutError:
@@ -128,6 +139,15 @@ class GT8004Logger:
             return True
         log.warning("gt8004: verify_connection to %s failed: %s", self.ingest_url, outcome.error)
         return False
+
+    async def check_limit(self, meter: str, quantity: int | str | Decimal = 1, *, customer: str | None = None,
+                          model: str = "", unit: str | None = None) -> LimitDecision:
+        """May ``customer`` (None: the agent itself) use ``quantity`` more of ``meter``? Asks the gateway's
+        usage limits (``GET /v1/agents/{agent}/limits/check``), answers from a cache of ``limit_cache_ttl``
+        seconds; never raises for a failed request (``allowed`` is then ``limit_fail_open``, ``error`` says why)."""
+        if not self.enabled:
+            return LimitDecision(self.limits.fail_open, error="the logger has no agent id or API key")
+        return await self.limits.check(meter, quantity, customer=customer, model=model, unit=unit)
 
     def stats(self) -> TransportStats:
         """What was delivered, dropped (by reason), queued and spooled; ``.healthy``."""

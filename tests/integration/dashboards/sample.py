@@ -57,6 +57,8 @@ class Req:
     source: str = "sdk"
     method: str = "POST"
     path: str = "/v1/run"
+    request_body: str = '{"q":"hi"}'
+    headers: dict[str, str] = field(default_factory=lambda: {"user-agent": "test"})  # as stored
 
 
 @dataclass
@@ -124,7 +126,7 @@ def insert_requests(client: Client, reqs: list[Req], stored_at: datetime = NOW) 
                      r.tool_name, "server_error" if r.status_code >= 500 else "", "http", r.source,
                      r.x402_amount, f"0x{abs(hash(r.request_id)):x}" if r.x402_amount else "",
                      "USDC-base-mainnet" if r.x402_amount else "", "0xpayer" if r.x402_amount else "",
-                     '{"q":"hi"}', '{"a":"ok"}', 10, 11, {"user-agent": "test"}, "10.0.0.1", "test/1.0", "",
+                     r.request_body, '{"a":"ok"}', len(r.request_body.encode()), 11, r.headers, "10.0.0.1", "test/1.0", "",
                      "application/json", "en", "DE", "Berlin"])
     for i in range(0, len(rows), 5000):
         chunk = rows[i:i + 5000]

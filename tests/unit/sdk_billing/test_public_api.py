@@ -12,7 +12,8 @@ from billing_sdk import BillingClient, BillingError, UsageData, get_billing_clie
 def test_exported_names() -> None:
     assert sorted(billing_sdk.__all__) == [
         "AuthenticationError", "BillingClient", "BillingError", "BrokerConnectionError", "InvalidApiKeyError",
-        "InvalidUsageError", "MissingApiKeyError", "NotConnectedError", "QueueStats", "StreamMetadata",
+        "InvalidUsageError", "LimitChecker", "LimitDecision", "MissingApiKeyError", "NotConnectedError",
+        "QueueStats", "StreamMetadata",
         "TlsVerificationError", "UsageData", "get_billing_client", "report_usage", "require_api_key",
     ]
     for name in billing_sdk.__all__:

@@ -23,8 +23,8 @@ ENTRY_FIELDS = [
 
 def test_exported_names_are_what_we_mean() -> None:
     assert sorted(gt8004.__all__) == sorted([
-        "SDK_VERSION", "ConfigError", "GT8004Error", "GT8004Logger", "RequestLogEntry",
-        "TransportConfig", "TransportStats"])
+        "SDK_VERSION", "ConfigError", "GT8004Error", "GT8004Logger", "LimitChecker", "LimitDecision",
+        "RequestLogEntry", "TransportConfig", "TransportStats"])
     for name in gt8004.__all__:
         assert hasattr(gt8004, name)
     assert mw.__all__ == ["DEFAULT_EXCLUDE_PATHS", "SENSITIVE_HEADERS", "GT8004Middleware"]
