@@ -363,9 +363,11 @@ RANGE_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 DETAIL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     **READ_ERRORS, 404: _error("The agent has no request with this id")}
 SQL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    400: _error("Not one read-only statement, or the engine refused it"),
+    400: _error("Not one read-only statement, refused by the sandbox (what and why), or stopped at a limit "
+                "(which, and its value)"),
     401: _error("The operator token is required"),
-    503: _error("The analytics store is unavailable; retry after Retry-After"),
+    429: _error("Another ad-hoc query is running; retry after Retry-After"),
+    503: _error("The analytics store is unavailable (retry after Retry-After), or ad-hoc SQL has no read-only user"),
 }
 CSV_OK: Final[dict[str, Any]] = {
     "description": "One line per (app, period, module, model) after a header line",

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 import schemas
 from dashboards.errors import DashboardError
+from dashboards.sql.limits import SqlSettings, limit_hit
 from schemas.headers import SECRET_HEADERS
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,12 @@ _PERF_METRICS: Final = ("requests", "requests_per_minute", "error_rate", "avg_la
                         "p99_latency_ms")
 _SUMMARY_METRICS: Final = (*_PERF_METRICS, "successes", "errors", "payment_required", "revenue", "paid_requests",
                            "customers")
+
+
+@cache
+def view_limits() -> dict[str, Any]:
+    """The limits every view's query runs under (read once from the environment: ``SqlSettings``)."""
+    return SqlSettings().views()
 
 
 @cache
@@ -218,8 +226,16 @@ class DashboardQueries:
         self.client = client
 
     def run(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run ``schemas/queries/<name>.sql`` with ``params`` bound server-side; rows as dicts."""
-        result = self.client.query(load_sql(name), parameters=dict(params))
+        """Run ``schemas/queries/<name>.sql`` with ``params`` bound server-side, under the read side's limits
+        (``dashboards/sql/limits.py``; one stopped by a limit is a ``DashboardError`` naming it); rows as dicts."""
+        limits = view_limits()
+        try:
+            result = self.client.query(load_sql(name), parameters=dict(params), settings=limits)
+        except DatabaseError as exc:
+            stopped = limit_hit(exc, limits)
+            if stopped is None:
+                raise
+            raise DashboardError(f"{stopped}: ask for a shorter range") from exc
         cols = result.column_names
         return [{c: _clean(v) for c, v in zip(cols, row, strict=True)} for row in result.result_rows]
 

@@ -44,7 +44,7 @@ from dashboards.queries import (
     TimeRange,
     utcnow,
 )
-from dashboards.sql import MAX_ROWS, MAX_SQL_BYTES, run_read_only
+from dashboards.sql import MAX_ROWS, MAX_SQL_BYTES, SqlBusy, SqlSandboxError, run_read_only
 from meterline.errors import InfrastructureError
 
 __all__ = ["Caller", "ClientFactory", "agents_router", "caller", "operator_access", "read_access", "router",
@@ -340,7 +340,12 @@ async def sql(body: SqlRequest, _operator: Annotated[object, Depends(operator_ac
     try:
         columns, rows, truncated = await run_in_threadpool(
             lambda: run_read_only(client(), body.query, body.params, body.max_rows))
-    except DashboardError as exc:
+    except SqlBusy as exc:  # one ad-hoc query at a time: this one may come back shortly
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "5"}) from exc
+    except SqlSandboxError as exc:  # the server's SQL user is not a read-only one with limits: the host's to fix
+        log.error("ad-hoc SQL is off: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    except DashboardError as exc:  # refused by the sandbox (named), or stopped at a limit (named)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     except DatabaseError as exc:  # the engine refused the statement (syntax, readonly)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, _first_line(exc)) from exc

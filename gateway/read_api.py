@@ -16,26 +16,29 @@ open, and serves no SQL.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI, Request
 
 from dashboards import billing_api, docs, limits_api, page, routes
+from dashboards.sql import SqlSettings
+from dashboards.sql import open_client as open_sql_client
 from gateway.deps import authenticate_reader, authorize_agent_access, get_runtime, require_operator
 from meterline.clickhouse import get_client
 
 __all__ = ["clickhouse_clients", "lazy_client", "mount", "mount_docs"]
 
 
-def lazy_client(clickhouse_url: str) -> routes.ClientFactory:
-    """A factory that opens one client for ``clickhouse_url`` on first use (and returns it after)."""
+def lazy_client(clickhouse_url: str, opener: Callable[[str], Client] = get_client) -> routes.ClientFactory:
+    """A factory that opens one client for ``clickhouse_url`` (with ``opener``) on first use (and returns it after)."""
     lock = threading.Lock()
     holder: list[Client] = []
 
     def factory() -> Client:
         with lock:
             if not holder:
-                holder.append(get_client(clickhouse_url))
+                holder.append(opener(clickhouse_url))
             return holder[0]
 
     return factory
@@ -44,11 +47,13 @@ def lazy_client(clickhouse_url: str) -> routes.ClientFactory:
 def clickhouse_clients(clickhouse_url: str | None, client: Client | None = None
                        ) -> tuple[routes.ClientFactory, routes.ClientFactory | None]:
     """The views' client (``client``, or one opened for ``clickhouse_url`` on first use) and the SQL's (its
-    own, for ``clickhouse_url``; None without a URL)."""
+    own, confined to the sandbox, for ``METERLINE_SQL_CLICKHOUSE_URL`` or else ``clickhouse_url``; None
+    without a URL)."""
     if client is None and not clickhouse_url:
         raise ValueError("the read API needs a ClickHouse: a URL or a client")
     views = (lambda: client) if client is not None else lazy_client(clickhouse_url or "")
-    return views, lazy_client(clickhouse_url) if clickhouse_url else None
+    sql_url = SqlSettings().clickhouse_url or clickhouse_url
+    return views, lazy_client(sql_url, open_sql_client) if sql_url else None
 
 
 def mount_docs(app: FastAPI) -> None:
