@@ -126,8 +126,8 @@ def insert_requests(client: Client, reqs: list[Req], stored_at: datetime = NOW) 
                      r.tool_name, "server_error" if r.status_code >= 500 else "", "http", r.source,
                      r.x402_amount, f"0x{abs(hash(r.request_id)):x}" if r.x402_amount else "",
                      "USDC-base-mainnet" if r.x402_amount else "", "0xpayer" if r.x402_amount else "",
-                     r.request_body, '{"a":"ok"}', len(r.request_body.encode()), 11, r.headers, "10.0.0.1", "test/1.0", "",
-                     "application/json", "en", "DE", "Berlin"])
+                     r.request_body, '{"a":"ok"}', len(r.request_body.encode()), 11, r.headers, "10.0.0.1",
+                     "test/1.0", "", "application/json", "en", "DE", "Berlin"])
     for i in range(0, len(rows), 5000):
         chunk = rows[i:i + 5000]
         token = hashlib.sha256("\n".join(str(r[1]) for r in chunk).encode()).hexdigest()
