@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import msgspec
@@ -80,19 +81,41 @@ def _too_large(max_bytes: int) -> IngestRefused:
                          code="body_too_large")
 
 
+_BINARY: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
+_EXPORT_RESPONSE: dict[str, Any] = {"type": "object", "properties": {"partialSuccess": {
+    "type": "object", "properties": {"rejectedSpans": {"type": ["string", "integer"]},
+                                     "errorMessage": {"type": "string"}}}}}
+_STATUS: dict[str, Any] = {"type": "object", "required": ["code"], "properties": {
+    "code": {"type": "integer", "description": "google.rpc.Code"}, "message": {"type": "string"}}}
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": schema}, "application/x-protobuf": _BINARY}}
+
+
+def _refusal(description: str) -> dict[str, Any]:
+    return _answer(f"{description} (a google.rpc.Status in the request's encoding)", _STATUS)
+
+
 @router.post(
     "/v1/traces", summary="Ingest OpenTelemetry spans (OTLP/HTTP, protobuf or JSON)",
     description="An `ExportTraceServiceRequest` as `application/x-protobuf` or `application/json` (OTLP's JSON "
-                "mapping), optionally gzip. Server spans become request-log entries, GenAI spans usage "
-                "records; see docs/otlp.md. Authenticate with `Authorization: Bearer <API key>`.",
+                "mapping: hex ids), optionally `Content-Encoding: gzip`. Server spans become request-log "
+                "entries, spans with GenAI token counts usage records (docs/otlp.md). Authenticate with "
+                "`Authorization: Bearer <API key>` (`OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<key>`); "
+                "the agent is the key's owner. The answer is in the request's encoding.",
     response_class=Response,
-    responses={200: {"description": "ExportTraceServiceResponse; partial_success counts rejected spans"},
-               400: {"description": "undecodable body (google.rpc.Status)"},
-               401: {"description": "missing or unknown key"}, 403: {"description": "revoked key"},
-               413: {"description": "body or span count over the limit"},
-               415: {"description": "not application/x-protobuf or application/json, or not gzip"},
-               429: {"description": "rate limited; Retry-After"}, 503: {"description": "Kafka unavailable; "
-                                                                                      "Retry-After"}},
+    responses={200: _answer("ExportTraceServiceResponse; partialSuccess counts the spans rejected, and why",
+                            _EXPORT_RESPONSE),
+               400: _refusal("undecodable body"), 401: _refusal("missing or unknown key"),
+               403: _refusal("revoked key"), 413: _refusal("body or span count over the limit"),
+               415: _refusal("not application/x-protobuf or application/json, or an encoding other than gzip"),
+               429: _refusal("the key's rate limit; Retry-After"),
+               503: _refusal("Kafka did not acknowledge; nothing accepted; Retry-After")},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/x-protobuf": _BINARY,
+        "application/json": {"schema": {"type": "object", "properties": {"resourceSpans": {"type": "array"}}}}}}},
 )
 async def export_traces(request: Request) -> Response:
     runtime = get_runtime(request)
