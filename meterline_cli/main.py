@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import dashboards.cli
+import dashboards.limits_cli
 import gateway.cli
 import stream_workers.cli
 from meterline.errors import MeterlineError
@@ -25,6 +26,7 @@ REGISTER: tuple[Callable[[Any], None], ...] = (
     demo.register,
     gateway.cli.register,
     dashboards.cli.register,
+    dashboards.limits_cli.register,
     stream_workers.cli.register,
 )
 

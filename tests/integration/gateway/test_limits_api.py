@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import threading
 import time
 import uuid
@@ -42,6 +43,7 @@ class Gateway:
     key_a: str
     key_b: str
     hits: collections.Counter[str]
+    dsn: str
 
     def http(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -84,7 +86,7 @@ def gateway(kafka_bootstrap: str, clickhouse_engine_dsn: str) -> Iterator[tuple[
             pass
         time.sleep(0.05)
     try:
-        yield Gateway(base, key_a, key_b, hits), client
+        yield Gateway(base, key_a, key_b, hits, dsn), client
     finally:
         server.should_exit = True
         thread.join(30)
@@ -227,3 +229,36 @@ async def test_the_sdk_check_is_cached_and_never_raises(gateway: tuple[Gateway, 
     finally:
         await wrong.aclose()
         await down.aclose()
+
+
+def test_the_cli_sets_lists_checks_and_deletes_through_the_gateway_or_clickhouse(
+        gateway: tuple[Gateway, Client], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from meterline_cli.main import main
+
+    gw, client = gateway
+    insert(client, [("agent-a", "tool", "*", 7, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "cli-cust")])
+    remote = ["--gateway", gw.base, "--token", gw.key_a]
+    assert main(["limits", "set", "--agent", "agent-a", "--meter", "tool", "--period", "day", "--limit", "7",
+                 "--customer", "cli-cust", "--format", "json", *remote]) == 0
+    made = json.loads(capsys.readouterr().out)[0]
+    assert (made["limit"], made["used"], made["reached"], made["scope"]) == ("7", 7, True, "customer")
+    assert main(["limits", "check", "--agent", "agent-a", "--meter", "tool", "--customer", "cli-cust", *remote]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("NOT allowed: customer 'cli-cust' of agent-a using 1 calls more of tool")
+    assert f"deciding limit {made['limit_id']}: 7 of 7 used, 0 remaining" in out
+    assert main(["limits", "check", "--agent", "agent-a", "--meter", "tool", "--quantity", "0",
+                 "--customer", "cli-cust", *remote]) == 0
+    # the same from ClickHouse directly (no gateway): the stack's engine is not held by another process
+    monkeypatch.setenv("CLICKHOUSE_URL", gw.dsn)
+    monkeypatch.delenv("METERLINE_GATEWAY_URL", raising=False)
+    assert main(["limits", "list", "--agent", "agent-a"]) == 0
+    table = capsys.readouterr().out
+    assert made["limit_id"] in table and "cli-cust" in table
+    # another agent's key: refused, and said so
+    assert main(["limits", "list", "--agent", "agent-b", "--gateway", gw.base, "--token", gw.key_a]) == 2
+    assert "may not read this: this key belongs to agent 'agent-a', not 'agent-b'" in capsys.readouterr().err
+    assert main(["limits", "delete", "--agent", "agent-a", "--meter", "tool", "--period", "day",
+                 "--customer", "cli-cust", *remote]) == 0
+    assert f"deleted limit {made['limit_id']}" in capsys.readouterr().err
+    assert main(["limits", "delete", "--agent", "agent-a", made["limit_id"]]) == 2  # directly: gone already
+    assert "has no limit" in capsys.readouterr().err
