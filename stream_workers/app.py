@@ -31,6 +31,7 @@ from meterline.kafka_admin import create_topics
 from meterline.paths import data_home
 from meterline.shards import ShardRouter
 from schemas.topics import TopicSpec
+from stream_workers.alerts.service import AlertService, alert_service
 from stream_workers.processor import Processor
 from stream_workers.settings import WorkerSettings
 from stream_workers.sink import BatchWriter, ClickHouseSink, TopicSink
@@ -59,6 +60,7 @@ class WorkerService(Service):
         self.clickhouse: ClickHouseSink | None = None
         self.processor: Processor | None = None
         self.sink_consumer: SinkConsumer | None = None
+        self.alerts: AlertService | None = None
 
     async def on_start(self) -> None:
         s = self.settings
@@ -88,6 +90,9 @@ class WorkerService(Service):
             if s.sink_mode == "direct" and self.clickhouse is not None:
                 self.clickhouse.on_outage = self.processor.set_paused
             await self.processor.start()
+        self.alerts = alert_service(s)  # the alert evaluator (docs/alerts.md): where ClickHouse is written
+        if self.alerts is not None:
+            await self.alerts.start()
         log.info("stream worker %s started (mode %s, process=%s, writes ClickHouse=%s)",
                  s.app_id, s.sink_mode, s.process, s.writes_clickhouse)
 
@@ -97,6 +102,8 @@ class WorkerService(Service):
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def on_stop(self) -> None:
+        if self.alerts is not None:
+            await self.alerts.stop()
         if self.processor is not None:
             await self.processor.stop()
         if self.sink_consumer is not None:
