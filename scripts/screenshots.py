@@ -100,7 +100,7 @@ async def take_all(base: str, token: str, agent: str, out: Path, width: int) -> 
         await browser.wait_for("!document.getElementById('request-detail').hidden && "
                                "document.getElementById('rd-timings').children.length > 0")
         await browser.eval("window.scrollTo(0, 0)")
-        await browser.screenshot(out / "request-detail.png")
+        await browser.screenshot(out / "request-detail.png", max_height=browser.height)  # a drawer: one screen
         shots.append(out / "request-detail.png")
         # the documentation pages are long: their first two screens say how they look
         shots.append(await shoot(browser, f"{base}/docs", out / "docs.png",

@@ -200,10 +200,13 @@ export function card(id, label, text, value, changeLine, worse) {
       textContent: changeLine }) : null);
 }
 
-/** Fill a table's body. cols: [key, format, numeric?, onClick?(row)]; a clickable cell is a link. */
+/** Fill a table's body. cols: [key, format, numeric?, onClick?(row)]; a clickable cell is a link. An empty
+ * table says so under its header (a caption, not a row). */
 export function fillTable(id, rows, cols) {
   const body = $(id).tBodies[0];
   body.replaceChildren();
+  $(id).deleteCaption();
+  if (!rows.length) $(id).createCaption().textContent = "nothing here for this range and these filters";
   for (const row of rows) {
     const tr = body.insertRow();
     for (const [key, f, numeric, onClick] of cols) {
@@ -302,6 +305,9 @@ export function chart(id, opts, data, points) {
     node.dataset.rendered = "1";
   }] };
   charts[id] = new uPlot(opts, data, node);
+  if (data.slice(1).every((ys) => ys.every((y) => !y))) {  // an empty chart says why it is empty
+    node.append(el("div", { className: "chart-empty", textContent: opts.empty || "nothing in this range" }));
+  }
 }
 
 window.addEventListener("resize", () => {

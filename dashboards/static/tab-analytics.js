@@ -25,7 +25,7 @@ async function load() {
     lines.push({ label: "Requests, previous period", stroke: "#8a93a6", width: 1.5, dash: [6, 4] });
   }
   $("an-step").textContent = "per " + stepLabel(series.step_seconds);
-  chart("chart-traffic", { scales: { x: timeSeriesX(xs) }, series: lines }, data,
+  chart("chart-traffic", { scales: { x: timeSeriesX(xs) }, series: lines, empty: "no requests in this range" }, data,
     series.points.map((p) => ({ t: p.t, requests: p.requests, errors: p.errors, payment_required: p.payment_required })));
 
   $("breakdown-key").textContent = TITLES[by];

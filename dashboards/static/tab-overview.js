@@ -8,21 +8,24 @@ import {
 // [field, label, format, a rise is good?]
 export const CARDS = [
   ["requests", "Requests", fmt.int, true], ["errors", "Errors", fmt.int, false],
-  ["error_rate", "Error rate", fmt.pct, false], ["payment_required", "402 Payment required", fmt.int, null],
+  ["error_rate", "Error rate", fmt.pct, false], ["payment_required", "Answered 402", fmt.int, null],
   ["revenue", "Revenue (USDC)", fmt.usd, true], ["paid_requests", "Paid requests", fmt.int, true],
   ["customers", "Customers", fmt.int, true], ["avg_latency_ms", "Avg latency (ms)", fmt.ms, false],
   ["p95_latency_ms", "p95 latency (ms)", fmt.ms, false],
 ];
 
-/** The summary cards into #container, ids prefix + field; the change line only when comparing. */
+/** The summary cards into #container, ids prefix + field; the change line only when comparing. Without a
+ * request in the range a latency or a rate is "—", not 0. */
 export function summaryCards(container, prefix, summary, cards) {
   const box = $(container);
   box.replaceChildren();
+  const none = summary.current.requests === 0;
   for (const [key, label, f, riseIsGood] of cards) {
     const c = !state.compare ? null : key in summary.change_pct ? summary.change_pct[key]
       : change(summary.current[key], summary.previous[key]);
     const worse = c === null || c === undefined || c === 0 || riseIsGood === null ? null : (riseIsGood ? c < 0 : c > 0);
-    box.append(card(prefix + key, label, f(summary.current[key]), summary.current[key],
+    const text = none && /latency|_rate$/.test(key) ? "—" : f(summary.current[key]);
+    box.append(card(prefix + key, label, text, summary.current[key],
       state.compare ? changeText(c) || "no traffic in the previous period" : null, worse));
   }
 }
@@ -45,7 +48,7 @@ async function load() {
   }
   $("ov-step").textContent = "per " + stepLabel(series.step_seconds)
     + (previous ? "; dashed: the previous period, drawn " + stepLabel(shift).replace(/^(?=[a-z])/, "one ") + " later" : "");
-  chart("chart-overview", { scales: { x: timeSeriesX(xs) }, series: lines }, data,
+  chart("chart-overview", { scales: { x: timeSeriesX(xs) }, series: lines, empty: "no requests in this range" }, data,
     series.points.map((p, i) => ({ t: p.t, requests: p.requests,
       previous: previous && previous.points[i] ? previous.points[i].requests : null })));
 

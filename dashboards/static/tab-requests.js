@@ -1,6 +1,7 @@
 /* Requests tab (observability): the requests of the range, newest first, searched and filtered on the
  * server, a page at a time (keyset cursors: "Older" follows next_cursor, "Newer" goes back along the
- * cursors seen); a request's detail (headers kept, bodies as captured, timings, payment) opens below.
+ * cursors seen); a request's detail (headers kept, bodies as captured, timings, payment) opens in a drawer
+ * beside the list (Close or Escape shuts it).
  * The first page refreshes every 10 s while the tab is shown. */
 import {
   $, api, el, fillTable, filterParams, fmt, guarded, hasToken, NotFound, rangeParams, refresh, registerTab, setState, state,
@@ -35,6 +36,7 @@ async function loadPage(i) {
     : "no requests" + (state.extra.q ? " match “" + state.extra.q + "”" : "") + " in this range";
   $("logs-newer").disabled = $("logs-newest").disabled = page === 0;
   $("logs-older").disabled = !next;
+  markOpen();
 }
 
 async function load() {
@@ -42,7 +44,10 @@ async function load() {
   $("logs-q").value = state.extra.q || "";
   await loadPage(0);
   if (state.extra.request) await showDetail(state.extra.request);
-  else $("request-detail").hidden = true;
+  else {
+    $("request-detail").hidden = true;
+    markOpen();
+  }
 }
 
 function dl(id, pairs) {
@@ -96,12 +101,27 @@ async function showDetail(id) {
   body("rd-response-body", "rd-response-size", r.response_body, r.response_body_size);
   $("request-detail").hidden = false;
   $("request-detail").dataset.request = r.request_id;
+  $("request-detail").scrollTop = 0;
+  markOpen();
+}
+
+/** The row of the request shown in the detail stands out in the list. */
+function markOpen() {
+  const open = $("request-detail").hidden ? null : $("request-detail").dataset.request;
+  for (const tr of $("table-logs").tBodies[0].rows) {
+    tr.classList.toggle("selected", tr.cells[tr.cells.length - 1].dataset.value === open);
+  }
 }
 
 async function openDetail(id) {
   setState({ extra: { request: id } }, { reload: false });
   await showDetail(id);
-  $("request-detail").scrollIntoView({ block: "start" });
+}
+
+function closeDetail() {
+  setState({ extra: { request: "" } }, { reload: false });
+  $("request-detail").hidden = true;
+  markOpen();
 }
 
 registerTab("observability", load);
@@ -113,9 +133,9 @@ const turn = (i) => guarded(() => loadPage(i)).catch(() => {});
 $("logs-older").addEventListener("click", () => { if (next) turn(page + 1); });
 $("logs-newer").addEventListener("click", () => { if (page > 0) turn(page - 1); });
 $("logs-newest").addEventListener("click", () => turn(0));
-$("rd-close").addEventListener("click", () => {
-  setState({ extra: { request: "" } }, { reload: false });
-  $("request-detail").hidden = true;
+$("rd-close").addEventListener("click", closeDetail);
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && !$("request-detail").hidden) closeDetail();
 });
 
 // a log stream: the first page follows the present while it is shown (and nothing is open)

@@ -25,7 +25,7 @@ async function load() {
     (row) => toRequests({ customer: row.customer_id })], ["amount", fmt.usd, 1], ["paid_requests", fmt.int, 1]]);
 
   const xs = series.points.map((p) => epoch(p.t));
-  const data = [xs, series.points.map((p) => p.revenue)];
+  const data = [xs, series.points.map((p) => p.revenue || null)];  // no bar at all where nothing was paid
   const lines = [{}, { label: "USDC", stroke: "#1e7b34", fill: "rgba(30,123,52,.35)", paths: bars(),
     points: { show: false } }];
   if (previous) {
@@ -33,7 +33,7 @@ async function load() {
     lines.push({ label: "previous period", stroke: "#8a93a6", width: 1.5, dash: [6, 4] });
   }
   $("revenue-step").textContent = "USDC per " + stepLabel(series.step_seconds) + " (x402 payments)";
-  chart("chart-revenue", { scales: { x: timeSeriesX(xs) }, series: lines }, data,
+  chart("chart-revenue", { scales: { x: timeSeriesX(xs) }, series: lines, empty: "no x402 payments in this range" }, data,
     series.points.map((p) => ({ t: p.t, revenue: p.revenue })));
 }
 

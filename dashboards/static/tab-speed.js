@@ -1,7 +1,7 @@
 /* Speed Insights tab: latency percentiles of the range with the change against the previous period, the
  * latency distribution, and latency over time. */
 import {
-  $, api, bars, chart, epoch, filterParams, fmt, rangeParams, registerTab, siAxis, stepLabel, timeSeriesX,
+  $, api, bars, chart, epoch, filterParams, fmt, rangeParams, registerTab, si, siAxis, stepLabel, timeSeriesX,
 } from "./core.js";
 import { summaryCards } from "./tab-overview.js";
 
@@ -14,6 +14,8 @@ const CARDS = [
 ];
 
 const short = (ms) => (ms >= 1000 ? ms / 1000 + " s" : ms + " ms");
+/** A latency axis label: "250 ms", "1.2 s" (never "1.2k ms"). */
+const msTick = (ms) => (ms >= 1000 ? si(ms / 1000) + " s" : si(ms) + " ms");
 /** "0–10 ms", "1–2.5 s", "≥ 10 s": one label per bucket. */
 export function bucketLabel(b) {
   if (!b.upper_ms) return "≥ " + short(b.lower_ms);
@@ -40,9 +42,10 @@ async function load() {
       },
       label: "response time",
     }, siAxis({ label: "requests" })],
-    series: [{ label: "bucket", value: (u, i) => (i === null ? "" : labels[i] || "") },
+    series: [{ label: "response time", value: (u, i) => (i === null ? "" : labels[i] || "") },
       { label: "Requests", stroke: "#3461d1", fill: "rgba(52,97,209,.4)", paths: bars(), points: { show: false } }],
-  }, [h.map((_, i) => i), h.map((b) => b.requests)],
+    empty: "no requests in this range",
+  }, [h.map((_, i) => i), h.map((b) => b.requests || null)],  // an empty bucket draws no bar
   h.map((b, i) => ({ bucket: labels[i], lower_ms: b.lower_ms, upper_ms: b.upper_ms, requests: b.requests })));
 
   const xs = series.points.map((r) => epoch(r.t));
@@ -52,9 +55,10 @@ async function load() {
     series: [{}, { label: "p95 ms", stroke: "#c77c02", width: 2, scale: "ms" },
       { label: "p50 ms", stroke: "#3461d1", width: 2, scale: "ms" },
       { label: "avg ms", stroke: "#5a6478", width: 1, dash: [4, 3], scale: "ms" }],
-    axes: [{}, siAxis({ scale: "ms", label: "ms" })],
-  }, [xs, series.points.map((r) => r.p95_latency_ms), series.points.map((r) => r.p50_latency_ms),
-    series.points.map((r) => r.avg_latency_ms)],
+    axes: [{}, siAxis({ scale: "ms", label: "response time", values: (u, ticks) => ticks.map(msTick) })],
+    empty: "no requests in this range",
+  }, [xs, ...["p95_latency_ms", "p50_latency_ms", "avg_latency_ms"].map(
+    (k) => series.points.map((r) => (r.requests ? r[k] : null)))],  // a bucket without requests has no latency, not 0 ms
   series.points.map((r) => ({ t: r.t, requests: r.requests, p50_latency_ms: r.p50_latency_ms,
     p95_latency_ms: r.p95_latency_ms })));
 }

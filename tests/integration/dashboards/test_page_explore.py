@@ -250,8 +250,10 @@ async def test_drill_down_paging_search_and_request_detail(live: Live, browser: 
     await browser.click("#table-logs tbody tr:first-child a.drill")
     one = f"{AGENT}-needle-0"
     await browser.wait_for(f"document.getElementById('request-detail').dataset.request === '{one}'"
-                           " && !!document.getElementById('request-detail').offsetParent")
+                           " && document.getElementById('request-detail').getClientRects().length > 0")
     assert await browser.eval("new URLSearchParams(location.search).get('request')") == one
+    assert await browser.eval("[...document.querySelectorAll('#table-logs tr.selected')].map((tr) => "
+                              "tr.cells[8].innerText)") == [one]  # its row stands out in the list
     detail = api(http, f"requests/{one}")["request"]
     assert detail["headers"] == SHOWN_HEADERS
     page = await dom(browser)
@@ -275,18 +277,25 @@ async def test_drill_down_paging_search_and_request_detail(live: Live, browser: 
     address = await browser.eval("location.href")
     await browser.goto(address)
     await settled(browser, tab="observability", q=NEEDLE.upper(), request=one)
-    assert await browser.eval("!!document.getElementById('request-detail').offsetParent")
+    assert await browser.eval("document.getElementById('request-detail').getClientRects().length > 0")
     assert await browser.text("#rd-id") == one
     await browser.click("#rd-close")
     assert await browser.eval("new URLSearchParams(location.search).get('request')") is None
-    assert not await browser.eval("!!document.getElementById('request-detail').offsetParent")
+    assert not await browser.eval("document.getElementById('request-detail').getClientRects().length > 0")
 
-    # from a request to its customer's requests
-    await browser.click("#table-logs tbody tr:nth-child(2) a.drill")
+    # Escape shuts it too; from a request to its customer's requests
     two = f"{AGENT}-needle-1"
-    await browser.wait_for(f"document.getElementById('request-detail').dataset.request === '{two}'")
+    opened = (f"document.getElementById('request-detail').dataset.request === '{two}'"
+              " && document.getElementById('request-detail').getClientRects().length > 0")
+    await browser.click("#table-logs tbody tr:nth-child(2) a.drill")
+    await browser.wait_for(opened)
+    await browser.press("Escape")
+    assert not await browser.eval("document.getElementById('request-detail').getClientRects().length > 0")
+    assert await browser.eval("document.querySelectorAll('#table-logs tr.selected').length") == 0
+    await browser.click("#table-logs tbody tr:nth-child(2) a.drill")
+    await browser.wait_for(opened)
     await browser.click("#rd-request dd[data-field=Customer] a.drill")
     page = await settled(browser, tab="observability", customer="cust-needle", q=None, request=None)
     assert_table_shows(page, "table-logs", api(http, "logs", customer="cust-needle", limit=50, **rng)["logs"])
-    assert not await browser.eval("!!document.getElementById('request-detail').offsetParent")
+    assert not await browser.eval("document.getElementById('request-detail').getClientRects().length > 0")
     assert not [m for m in browser.console if m.startswith("exception")], browser.console
