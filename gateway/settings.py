@@ -65,7 +65,7 @@ class GatewaySettings(BaseSettings):
     # --- OpenTelemetry ingest (POST /v1/traces, docs/otlp.md) ------------------------------------
     #: METERLINE_GATEWAY_OTLP_CUSTOMER_ATTRIBUTES — comma-separated span/resource attributes naming the end
     #: customer of a request or of GenAI usage; the first one present wins (span before resource).
-    otlp_customer_attributes: str = "meterline.customer_id,enduser.id"
+    otlp_customer_attributes: str = "meterline.customer_id,enduser.id,user.id"
     #: METERLINE_GATEWAY_OTLP_MAX_SPANS — spans per export (413 above it; OpenTelemetry SDKs send 512).
     otlp_max_spans: int = Field(default=10_000, ge=1, le=1_000_000)
 
