@@ -12,6 +12,7 @@ import "./tab-revenue.js";
 import "./tab-requests.js";
 import "./tab-speed.js";
 import "./tab-usage.js";
+import "./tab-limits.js";
 
 function takeToken() {
   if (location.hash.startsWith("#token=")) {
