@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import threading
 import time
@@ -262,3 +263,35 @@ def test_the_cli_sets_lists_checks_and_deletes_through_the_gateway_or_clickhouse
     assert f"deleted limit {made['limit_id']}" in capsys.readouterr().err
     assert main(["limits", "delete", "--agent", "agent-a", made["limit_id"]]) == 2  # directly: gone already
     assert "has no limit" in capsys.readouterr().err
+
+
+async def test_the_sdk_readme_limit_examples_run(gateway: tuple[Gateway, Client]) -> None:
+    """sdk/README.md's two limit examples, run as written against this gateway (its URL and agent put in)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from fastapi import HTTPException
+
+    gw, _ = gateway
+    with gw.http(gw.key_a) as http:
+        assert http.post("/v1/agents/agent-a/limits", json={"meter": "llm", "period": "month", "limit": "1000",
+                                                            "customer_id": "acme-corp"}).status_code in (200, 201)
+    readme = (Path(__file__).resolve().parents[3] / "sdk" / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL) if "limit" in b]
+    assert len(blocks) == 2, blocks
+    logger = GT8004Logger(agent_id="agent-a", api_key=gw.key_a, ingest_url=f"{gw.base}/v1/ingest")
+    try:
+        for block in blocks:
+            code = block.replace("http://localhost:9092", gw.base).replace('"app-1"', '"agent-a"')
+            namespace: dict[str, Any] = {"key": gw.key_a, "logger": logger, "HTTPException": HTTPException}
+            compiled = compile(code, "sdk/README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            with pytest.raises(HTTPException, match="monthly token limit reached") if "HTTPException" in code \
+                    else contextlib.nullcontext():
+                result = eval(compiled, namespace)  # noqa: S307 - our own README's example
+                if result is not None:
+                    await result
+            decision = namespace["decision"]
+            assert (decision.allowed, decision.limit, decision.error) == (False, Decimal(1000), None)
+    finally:
+        await logger.close()
