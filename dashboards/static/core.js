@@ -206,7 +206,7 @@ export function fillTable(id, rows, cols) {
   const body = $(id).tBodies[0];
   body.replaceChildren();
   $(id).deleteCaption();
-  if (!rows.length) $(id).createCaption().textContent = "nothing here for this range and these filters";
+  if (!rows.length) $(id).createCaption().textContent = "nothing to show for this selection";
   for (const row of rows) {
     const tr = body.insertRow();
     for (const [key, f, numeric, onClick] of cols) {
@@ -368,6 +368,7 @@ export async function guarded(fn) {
 export async function showTab(name) {
   if (!tabs.has(name)) name = "overview";
   state.tab = name;
+  document.body.dataset.tab = name;  // the stylesheet hides controls a tab does not use
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const s of document.querySelectorAll(".panel")) s.classList.toggle("active", s.id === "tab-" + name);
   const tab = tabs.get(name);
