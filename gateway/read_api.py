@@ -21,7 +21,7 @@ from collections.abc import Callable
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI, Request
 
-from dashboards import billing_api, docs, limits_api, page, routes
+from dashboards import alerts_api, billing_api, docs, limits_api, page, routes
 from dashboards.sql import SqlSettings
 from dashboards.sql import open_client as open_sql_client
 from gateway.deps import authenticate_reader, authorize_agent_access, get_runtime, require_operator
@@ -80,6 +80,8 @@ def mount(app: FastAPI, views: routes.ClientFactory, sql: routes.ClientFactory |
     app.include_router(billing_api.router)
     app.include_router(billing_api.operator_router)
     app.include_router(limits_api.router)
+    app.include_router(alerts_api.router)  # alert rules, events, deliveries (docs/alerts.md)
+    app.include_router(alerts_api.operator_router)
     app.include_router(page.router)
     app.dependency_overrides[routes.read_access] = authorize_agent_access
     app.dependency_overrides[routes.operator_access] = require_operator  # also the billing statements'

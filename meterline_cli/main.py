@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import dashboards.alerts_cli
 import dashboards.cli
 import dashboards.limits_cli
 import gateway.cli
@@ -27,6 +28,7 @@ REGISTER: tuple[Callable[[Any], None], ...] = (
     gateway.cli.register,
     dashboards.cli.register,
     dashboards.limits_cli.register,
+    dashboards.alerts_cli.register,
     stream_workers.cli.register,
 )
 
