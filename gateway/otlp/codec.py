@@ -13,6 +13,7 @@ the export is kept; the caller counts those spans in ``partial_success``.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from typing import Any, Final, Literal
 
 import msgspec
@@ -50,10 +51,12 @@ def encoding_of(content_type: str | None) -> OtlpEncoding:
                         "application/json", status_code=415, code="unsupported_media_type")
 
 
-def decode_request(body: bytes, encoding: OtlpEncoding) -> tuple[ExportTraceServiceRequest, list[str]]:
+def decode_request(body: bytes, encoding: OtlpEncoding, *, max_spans: int = 10_000,
+                   ) -> tuple[ExportTraceServiceRequest, list[str]]:
     """The export and, for JSON, why each span that could not be read was left out (``IngestRefused`` 400 when
-    the body as a whole is not an export)."""
+    the body as a whole is not an export, 413 when it holds more than ``max_spans`` spans)."""
     if encoding == PROTOBUF:
+        _WireScan(body, max_spans).count_spans()  # before protobuf builds anything
         request = ExportTraceServiceRequest()
         try:
             request.ParseFromString(body)
@@ -61,10 +64,10 @@ def decode_request(body: bytes, encoding: OtlpEncoding) -> tuple[ExportTraceServ
             raise IngestRefused(f"undecodable protobuf ExportTraceServiceRequest: {str(exc)[:200]}",
                                 code="invalid_protobuf") from exc
         return request, []
-    return _from_json(body)
+    return _from_json(body, max_spans)
 
 
-def _from_json(body: bytes) -> tuple[ExportTraceServiceRequest, list[str]]:
+def _from_json(body: bytes, max_spans: int) -> tuple[ExportTraceServiceRequest, list[str]]:
     try:
         doc = msgspec.json.decode(body)
     except RecursionError as exc:
@@ -73,6 +76,7 @@ def _from_json(body: bytes) -> tuple[ExportTraceServiceRequest, list[str]]:
         raise IngestRefused(f"malformed JSON: {str(exc)[:200]}", code="invalid_json") from exc
     if not isinstance(doc, dict):
         raise IngestRefused("body must be a JSON ExportTraceServiceRequest object", code="invalid_body")
+    _count_json_spans(doc, max_spans)
     request = ExportTraceServiceRequest()
     rejected: list[str] = []
     for r_index, resource_spans in enumerate(_list(_field(doc, "resourceSpans", "resource_spans"))):
@@ -103,6 +107,87 @@ def _from_json(body: bytes) -> tuple[ExportTraceServiceRequest, list[str]]:
                     continue
                 scope_out.spans.append(span_out)
     return request, rejected
+
+
+def _too_many(spans: int, max_spans: int) -> IngestRefused:
+    return IngestRefused(f"more than {max_spans} spans in one export ({spans} counted); export smaller batches",
+                         status_code=413, code="too_many_spans")
+
+
+def _count_json_spans(doc: dict[str, Any], max_spans: int) -> None:
+    spans = 0
+    for resource_spans in _list(_field(doc, "resourceSpans", "resource_spans")):
+        if isinstance(resource_spans, dict):
+            for scope_spans in _list(_field(resource_spans, "scopeSpans", "scope_spans")):
+                if isinstance(scope_spans, dict):
+                    spans += len(_list(_field(scope_spans, "spans")))
+    if spans > max_spans:
+        raise _too_many(spans, max_spans)
+
+
+class _WireScan:
+    """Counts the spans of a protobuf export from its wire format, without building messages.
+
+    Protobuf would build every span before the count could be checked: 8 MiB of empty spans are four million
+    ``Span`` messages, ~700 MB. This walks only the three levels down to the spans (export → resource_spans →
+    scope_spans → spans), skipping every field's content, and stops at the first span (or field, at those
+    levels) over the limit. Anything it cannot walk is not a valid export: 400.
+    """
+
+    def __init__(self, body: bytes, max_spans: int) -> None:
+        self.body = body
+        self.max_spans = max_spans
+        self.budget = 8 * max_spans + 1000  # fields at the three levels: a span, its scope's and resource's few
+
+    def count_spans(self) -> int:
+        spans = 0
+        for rs_start, rs_end in self._submessages(0, len(self.body), 1):  # ExportTraceServiceRequest.resource_spans
+            for ss_start, ss_end in self._submessages(rs_start, rs_end, 2):  # ResourceSpans.scope_spans
+                for _ in self._submessages(ss_start, ss_end, 2):  # ScopeSpans.spans
+                    spans += 1
+                    if spans > self.max_spans:
+                        raise _too_many(spans, self.max_spans)
+        return spans
+
+    def _submessages(self, pos: int, end: int, wanted: int) -> Iterator[tuple[int, int]]:
+        """(start, end) of each length-delimited field ``wanted`` in ``body[pos:end]``."""
+        while pos < end:
+            self.budget -= 1
+            if self.budget < 0:
+                raise IngestRefused("too many fields in one export; export smaller batches", status_code=413,
+                                    code="too_many_spans")
+            key, pos = self._varint(pos, end)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = self._varint(pos, end)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                length, pos = self._varint(pos, end)
+                if number == wanted and pos + length <= end:
+                    yield pos, pos + length
+                pos += length
+            else:
+                raise self._malformed(f"wire type {wire}")
+            if pos > end:
+                raise self._malformed("a field runs past the end of its message")
+
+    def _varint(self, pos: int, end: int) -> tuple[int, int]:
+        value = shift = 0
+        while pos < end and shift < 64:
+            byte = self.body[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value, pos
+            shift += 7
+        raise self._malformed("a truncated or overlong varint")
+
+    @staticmethod
+    def _malformed(why: str) -> IngestRefused:
+        return IngestRefused(f"undecodable protobuf ExportTraceServiceRequest: {why}", code="invalid_protobuf")
 
 
 def _field(doc: dict[str, Any], *names: str) -> Any:

@@ -129,11 +129,8 @@ async def export_traces(request: Request) -> Response:
         encoding = encoding_of(request.headers.get("content-type"))
         raw = await _read_body(request, settings.max_body_bytes)
         body = decode_body(raw, request.headers.get("content-encoding"), settings.max_body_bytes)
-        export, unreadable = decode_request(body, encoding)
+        export, unreadable = decode_request(body, encoding, max_spans=settings.otlp_max_spans)
         spans = sum(len(s.spans) for r in export.resource_spans for s in r.scope_spans) + len(unreadable)
-        if spans > settings.otlp_max_spans:
-            raise IngestRefused(f"{spans} spans exceed the limit of {settings.otlp_max_spans} per export; export "
-                                "smaller batches", status_code=413, code="too_many_spans")
         ingested_at = int(time.time() * 1000)
         mapped = map_spans(export, agent_id=identity.agent_id, key_sha256=identity.key_sha256,
                            customer_attributes=_names(settings.otlp_customer_attributes), ingested_at=ingested_at)

@@ -234,3 +234,34 @@ def test_responses_in_both_encodings() -> None:
     assert msgspec.json.decode(encode_status(429, "slow down", "json")) == {"code": 8, "message": "slow down"}
     raw = encode_status(401, "no key", "protobuf")
     assert raw == b"\x08\x10\x12\x06no key"  # code 16 (UNAUTHENTICATED), message "no key"
+
+
+def test_span_count_is_checked_on_the_wire_before_protobuf_builds_the_spans() -> None:
+    empty_spans = _ld(2, b"") * (4 * 1024 * 1024 - 16)  # 8 MiB: four million spans, ~700 MB once built
+    with pytest.raises(IngestRefused) as err:
+        decode_request(_ld(1, _ld(2, empty_spans)), "protobuf", max_spans=10_000)
+    assert err.value.status_code == 413 and "(10001 counted)" in err.value.message  # stopped at the first over
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [{}] * 6}, {"spans": [{}] * 5}]}]}
+    with pytest.raises(IngestRefused) as err:
+        decode_request(msgspec.json.encode(doc), "json", max_spans=10)
+    assert err.value.status_code == 413 and "(11 counted)" in err.value.message
+
+
+def test_the_wire_count_agrees_with_protobuf() -> None:
+    from gateway.otlp.codec import _WireScan
+
+    request = export(span(1, http__method="GET"), span(2), service__name="svc", region="eu")
+    request.resource_spans[0].schema_url = "https://opentelemetry.io/schemas/1.26.0"
+    request.resource_spans[0].scope_spans[0].scope.name = "agent"
+    more = request.resource_spans.add()
+    more.scope_spans.add().spans.extend([span(3), span(4), span(5)])
+    more.scope_spans.add()
+    body = request.SerializeToString()
+    assert _WireScan(body, 5).count_spans() == 5
+    with pytest.raises(IngestRefused) as err:
+        decode_request(body, "protobuf", max_spans=4)
+    assert err.value.status_code == 413
+    assert decode_request(body, "protobuf", max_spans=5)[0] == request
+    with pytest.raises(IngestRefused) as err:
+        _WireScan(body[:-3], 5).count_spans()  # cut inside the last span
+    assert err.value.status_code == 400
