@@ -13,6 +13,7 @@ import "./tab-requests.js";
 import "./tab-speed.js";
 import "./tab-usage.js";
 import "./tab-limits.js";
+import "./tab-alerts.js";
 
 function takeToken() {
   if (location.hash.startsWith("#token=")) {
