@@ -244,6 +244,10 @@ function paintedPixels(u, rgb) {
 const hexRgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 const chartWidth = (el) => Math.max(320, el.clientWidth - 16);
 
+/** A value in a chart's legend: blank without one, SI above 10,000, else up to four decimals. */
+const legendValue = (u, v) => (v === null || v === undefined ? ""
+  : Math.abs(v) >= 1e4 ? si(v) : String(+Number(v).toFixed(4)));
+
 /** A y axis with SI labels, as wide as its longest label. */
 export function siAxis(extra) {
   return {
@@ -288,11 +292,16 @@ export function chart(id, opts, data, points) {
   opts.height = opts.height || 280;
   opts.tzDate = opts.tzDate || tzDate;
   opts.axes = opts.axes || [{}, siAxis()];
-  if (opts.scales.x.time !== false) opts.axes[0] = { ...timeAxis(), ...opts.axes[0] };
+  if (opts.scales.x.time !== false) {
+    opts.axes[0] = { ...timeAxis(), ...opts.axes[0] };
+    opts.series[0] = { value: (u, ts) => (ts === null || ts === undefined ? ""
+      : fmt.time(iso(new Date(ts * 1000))).slice(0, 16) + " UTC"), ...opts.series[0] };
+  }
   for (const s of opts.series.slice(1)) {
     const scale = s.scale || "y";
     opts.scales[scale] = opts.scales[scale] || zeroScale();
     if (s.dash) s.points = { show: false };
+    s.value = s.value || legendValue;  // the legend shows a value under the cursor, not "--" elsewhere
   }
   const rgb = hexRgb(opts.series[1].stroke);
   opts.hooks = { draw: [(u) => {

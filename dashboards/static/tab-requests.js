@@ -24,10 +24,12 @@ async function loadPage(i) {
   if (nextCursor) cursors[i + 1] = nextCursor;
   const open = (row) => guarded(() => openDetail(row.request_id)).catch(() => {});
   fillTable("table-logs", logs, [["event_time", fmt.time], ["method", fmt.text], ["path", fmt.text],
-    ["status_code", fmt.text, 1], ["response_ms", fmt.ms, 1], ["customer_id", fmt.text], ["tool_name", fmt.text],
+    ["status_code", fmt.text], ["response_ms", fmt.ms, 1], ["customer_id", fmt.text], ["tool_name", fmt.text],
     ["x402_amount", fmt.usd, 1], ["request_id", fmt.text, 0, open]]);
   for (const [i, tr] of [...$("table-logs").tBodies[0].rows].entries()) {
     tr.classList.add("clickable");
+    const code = logs[i].status_code;  // errors red, 402 amber, as in the charts
+    tr.cells[3].classList.add(code === 402 ? "status-402" : code >= 400 ? "status-error" : "status-ok");
     tr.addEventListener("click", (ev) => { if (ev.target.tagName !== "A") open(logs[i]); });
   }
   $("logs-page").textContent = "page " + (page + 1);

@@ -14,6 +14,7 @@ const CARDS = [
 ];
 
 const short = (ms) => (ms >= 1000 ? ms / 1000 + " s" : ms + " ms");
+const msValue = (u, v) => (v === null || v === undefined ? "" : fmt.ms(v));  // in the legend, as on the cards
 /** A latency axis label: "250 ms", "1.2 s" (never "1.2k ms"). */
 const msTick = (ms) => (ms >= 1000 ? si(ms / 1000) + " s" : si(ms) + " ms");
 /** "0–10 ms", "1–2.5 s", "≥ 10 s": one label per bucket. */
@@ -43,7 +44,8 @@ async function load() {
       label: "response time",
     }, siAxis({ label: "requests" })],
     series: [{ label: "response time", value: (u, i) => (i === null ? "" : labels[i] || "") },
-      { label: "Requests", stroke: "#3461d1", fill: "rgba(52,97,209,.4)", paths: bars(), points: { show: false } }],
+      { label: "Requests", stroke: "#3461d1", fill: "rgba(52,97,209,.4)", paths: bars(), points: { show: false },
+        value: (u, v) => fmt.int(v || 0) }],
     empty: "no requests in this range",
   }, [h.map((_, i) => i), h.map((b) => b.requests || null)],  // an empty bucket draws no bar
   h.map((b, i) => ({ bucket: labels[i], lower_ms: b.lower_ms, upper_ms: b.upper_ms, requests: b.requests })));
@@ -52,9 +54,9 @@ async function load() {
   $("sp-step").textContent = "per " + stepLabel(series.step_seconds);
   chart("chart-hourly", {
     scales: { x: timeSeriesX(xs), ms: {} },
-    series: [{}, { label: "p95 ms", stroke: "#c77c02", width: 2, scale: "ms" },
-      { label: "p50 ms", stroke: "#3461d1", width: 2, scale: "ms" },
-      { label: "avg ms", stroke: "#5a6478", width: 1, dash: [4, 3], scale: "ms" }],
+    series: [{}, { label: "p95 ms", stroke: "#c77c02", width: 2, scale: "ms", value: msValue },
+      { label: "p50 ms", stroke: "#3461d1", width: 2, scale: "ms", value: msValue },
+      { label: "avg ms", stroke: "#5a6478", width: 1, dash: [4, 3], scale: "ms", value: msValue }],
     axes: [{}, siAxis({ scale: "ms", label: "response time", values: (u, ticks) => ticks.map(msTick) })],
     empty: "no requests in this range",
   }, [xs, ...["p95_latency_ms", "p50_latency_ms", "avg_latency_ms"].map(
