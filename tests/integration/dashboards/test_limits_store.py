@@ -35,7 +35,7 @@ def shared(clickhouse_engine_dsn: str) -> Iterator[Client]:
 @pytest.fixture
 def clickhouse(shared: Client) -> Iterator[Client]:
     """The shared database, emptied of the tables these tests write."""
-    for table in ("limits", "usage_events", "usage_customer_day", "alert_rules"):
+    for table in ("limits", "usage_events", "usage_customer_day", "alert_rules", "alert_events"):
         shared.command(f"TRUNCATE TABLE {table}")
     yield shared
 
@@ -190,3 +190,29 @@ def test_each_limit_has_its_usage_alert_rule(clickhouse: Client) -> None:
     zero = limits.put(_limit("0", period="day"))  # reached from the start: blocked, no rule to fire
     assert get_rule(clickhouse, APP, f"limit:{zero.limit.limit_id}") is None
     assert limits.check(APP, "llm", Decimal(1))["allowed"] is False
+
+
+async def test_reaching_a_limit_fires_its_alert_once_through_the_alerts_evaluator(clickhouse: Client) -> None:
+    """No evaluator of its own: the alerts' evaluator reads the rule the limit wrote, fires when usage reaches
+    the limit (not before), once, and the listing shows the rule firing."""
+    from stream_workers.alerts.evaluator import AlertEvaluator
+
+    limits = Limits(clickhouse)
+    stored = limits.put(_limit("100", customer="acme", period="day"))
+    rule_id = f"limit:{stored.limit.limit_id}"
+    noon = utc("2026-03-15T12:00:00")
+    evaluator = AlertEvaluator(lambda: clickhouse, clock=lambda: noon, close_client=False)
+    try:
+        insert(clickhouse, [(APP, "llm", "gpt-4", 99, "2026-03-15T01:00:00", "acme"),
+                            (APP, "llm", "gpt-4", 500, "2026-03-15T01:00:00", "globex"),  # another customer
+                            (APP, "llm", "gpt-4", 500, "2026-03-14T23:59:59.999", "acme")])  # the day before
+        assert [e for e in (await evaluator.tick()).events if e["rule_id"] == rule_id] == []  # 99 of 100: quiet
+        insert(clickhouse, [(APP, "llm", "gpt-4o", 1, "2026-03-15T11:59:00", "acme")])
+        assert limits.check(APP, "llm", Decimal(1), customer="acme", at=noon)["allowed"] is False
+        fired = [e for e in (await evaluator.tick()).events if e["rule_id"] == rule_id]
+        assert [(e["transition"], e["value"]) for e in fired] == [("fired", "100")]
+        assert [e for e in (await evaluator.tick()).events if e["rule_id"] == rule_id] == []  # once
+        [state] = limits.status(APP, noon)
+        assert (state["reached"], state["alert_state"]) == (True, "firing")
+    finally:
+        await evaluator.close()
