@@ -6,7 +6,8 @@ for the same range and filters, and the API's against the rows inserted (``sampl
 The page's range is read from ``#range``'s data attributes (a preset's "now" is the browser's), so the API
 is asked for exactly the range shown. A step is done when the address shows the new state and the page
 says ``data-state="ready"``: the page writes the query string and sets ``loading`` in the same event
-handler, so the old ``ready`` cannot be mistaken for the new one.
+handler, so the old ``ready`` cannot be mistaken for the new one. The last test runs the screenshot script
+(``scripts/screenshots.py``) so that it keeps working as the page changes.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from gateway.main import create_app
+from gateway.settings import GatewaySettings
+from scripts import screenshots
 from scripts.chromium import Chromium
 from tests.integration.dashboards import sample
 from tests.integration.dashboards.pagedom import Dom, assert_table_shows, shows
@@ -299,3 +304,19 @@ async def test_drill_down_paging_search_and_request_detail(live: Live, browser: 
     assert_table_shows(page, "table-logs", api(http, "logs", customer="cust-needle", limit=50, **rng)["logs"])
     assert not await browser.eval("document.getElementById('request-detail').getClientRects().length > 0")
     assert not [m for m in browser.console if m.startswith("exception")], browser.console
+
+
+async def test_the_screenshot_script_photographs_every_view(clickhouse: Client, tmp_path: Path) -> None:
+    """scripts/screenshots.py against the gateway app as it ships (with /docs and /redoc): one PNG per view,
+    1400 px wide, none blank, the login page first (before the token is in the tab's session)."""
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    sample.insert_requests(clickhouse, sample.make_requests([AGENT], 300, seed=4, now=now), stored_at=now)
+    with serve(create_app(GatewaySettings(operator_token=OPERATOR_TOKEN), read_client=clickhouse)) as base:
+        shots = await screenshots.take_all(base, OPERATOR_TOKEN, AGENT, tmp_path, 1400)
+    assert [p.name for p in shots] == ["login.png", "agents.png"] + [
+        f"tab-{i}-{tab}.png" for i, tab in enumerate(screenshots.TABS, 1)] + [
+        "request-detail.png", "docs.png", "redoc.png"]
+    for path in shots:
+        png = path.read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1400, path
+        assert int.from_bytes(png[20:24], "big") >= 900 and len(png) > 20_000, (path, len(png))
