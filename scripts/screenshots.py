@@ -28,7 +28,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: the repository's packages are importable from its root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.chromium import Chromium  # noqa: E402
+from scripts.chromium import BrowserError, Chromium  # noqa: E402
 
 TABS = ["overview", "analytics", "customers", "tools", "revenue", "observability", "speed", "usage"]
 SAMPLE_AGENT = "demo-agent"
@@ -91,6 +91,9 @@ async def take_all(base: str, token: str, agent: str, out: Path, width: int) -> 
         # first, before any token is in this tab's sessionStorage: the login page
         shots.append(await shoot(browser, page, out / "login.png", "document.body.dataset.state === 'login'"))
         shots.append(await shoot(browser, f"{base}/dashboard/#token={token}", out / "agents.png", READY))
+        if await browser.eval("document.body.dataset.state") != "ready":
+            raise BrowserError(f"{base} did not take the token: {await browser.text('#login-error')}"
+                               f"{await browser.text('#status')}")
         for i, tab in enumerate(TABS, 1):
             shots.append(await shoot(browser, f"{page}?tab={tab}", out / f"tab-{i}-{tab}.png", READY))
         # one request's detail: the newest request's, opened by clicking its row as a person would
@@ -126,12 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--url needs --token")
     out: Path = args.directory or Path(tempfile.mkdtemp(prefix="meterline-screenshots-"))
     out.mkdir(parents=True, exist_ok=True)
-    if args.url:
-        shots = asyncio.run(take_all(args.url.rstrip("/"), args.token, args.agent, out, args.width))
-    else:
-        with tempfile.TemporaryDirectory(prefix="meterline-screenshots-chdb-") as home, \
-                sample_gateway(Path(home)) as base:
-            shots = asyncio.run(take_all(base, SAMPLE_TOKEN, args.agent, out, args.width))
+    try:
+        if args.url:
+            shots = asyncio.run(take_all(args.url.rstrip("/"), args.token, args.agent, out, args.width))
+        else:
+            with tempfile.TemporaryDirectory(prefix="meterline-screenshots-chdb-") as home, \
+                    sample_gateway(Path(home)) as base:
+                shots = asyncio.run(take_all(base, SAMPLE_TOKEN, args.agent, out, args.width))
+    except BrowserError as exc:
+        print(f"screenshots: {exc}", file=sys.stderr)
+        return 1
     for path in shots:
         print(path)
     return 0
