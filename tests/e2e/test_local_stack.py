@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import httpx
 import pytest
 
 from meterline.local.ports import free_port, wait_for_port
-from tests.integration.dashboards.test_page import render
+from tests.integration.dashboards.test_billing_surfaces import render
 from tests.seeds import needs_seed, seed
 
 AGENT = "demo-agent"
@@ -35,7 +36,7 @@ EXAMPLE_AGENT = "example-agent"  # the examples' own agent: its numbers do not m
 BILLING_USER, BILLING_PASS = "billing_user", "billing_pass"  # as in the billing README's example
 REPO = Path(__file__).resolve().parents[2]
 GT8004_SEED, BILLING_SEED = "gt8004-sdk-guide.ko.md", "billing-sdk.zh.md"
-GPT_4O_PER_TOKEN = 0.000005  # USD, the price list's llm/gpt-4o, written here independently
+GPT_4O_PER_TOKEN = Decimal("0.000005")  # USD, the price list's llm/gpt-4o, written here independently
 
 
 @dataclass
@@ -187,19 +188,24 @@ def test_example_billing_reporter_through_the_stack(stack: Stack, example_key: s
                              capture_output=True, text=True, timeout=90, check=False)
     assert refused.returncode == 1 and "InvalidApiKeyError" in refused.stderr, refused.stdout + refused.stderr
 
-    done = subprocess.run([*reporter, "--api-key", example_key, "count these five words"], env=_billing_env(stack),
-                          capture_output=True, text=True, timeout=90, check=False)
+    done = subprocess.run([*reporter, "--api-key", example_key, "--customer", "acme-e2e", "count these five words"],
+                          env=_billing_env(stack), capture_output=True, text=True, timeout=90, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Echo: count these five words" in done.stdout
     assert "usage reports acknowledged by the broker: 1, dropped: 0" in done.stdout
 
     def usage_rows() -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = _get(stack, f"/v1/agents/{EXAMPLE_AGENT}/usage?period=day", example_key)["usage"]
+        rows: list[dict[str, Any]] = _get(stack, f"/v1/agents/{EXAMPLE_AGENT}/usage?period=day", example_key)["lines"]
         return rows
 
     rows = _wait_for(usage_rows, 60, "the example's usage report in the read API")
-    assert [(r["module"], r["model"], r["units"]) for r in rows] == [("llm", "gpt-4o", 4 + 5)]  # prompt + answer
-    assert rows[0]["cost"] == pytest.approx(9 * GPT_4O_PER_TOKEN)
+    assert [(r["module"], r["model"], r["unit"], r["quantity"]) for r in rows] == [
+        ("llm", "gpt-4o", "tokens", 4 + 5)]  # prompt + answer
+    assert (Decimal(rows[0]["amount"]), rows[0]["currency"]) == (9 * GPT_4O_PER_TOKEN, "USD")  # exact
+    day = rows[0]["period_start"]  # the statement of that day's month names the end customer
+    statement = _get(stack, f"/v1/agents/{EXAMPLE_AGENT}/statement?month={day[:7]}", example_key)
+    assert [(ln["customer_id"], ln["quantity"], ln["amount"]) for ln in statement["lines"]] == [
+        ("acme-e2e", 9, str(9 * GPT_4O_PER_TOKEN))]
 
 
 @needs_seed(GT8004_SEED)
@@ -246,12 +252,13 @@ def test_seed_billing_example_through_the_stack(stack: Stack, tmp_path: Path) ->
     assert "Hello from AI" in done.stdout
 
     def usage_rows() -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = _get(stack, f"/v1/agents/{AGENT}/usage?period=day")["usage"]
+        rows: list[dict[str, Any]] = _get(stack, f"/v1/agents/{AGENT}/usage?period=day")["lines"]
         return rows
 
     rows = _wait_for(usage_rows, 60, "the usage report in the read API")
-    assert [(r["module"], r["model"], r["units"]) for r in rows] == [("llm", "gpt-3.5-turbo", 100)]
-    assert rows[0]["cost"] == pytest.approx(100 * 0.0000015)
+    assert [(r["module"], r["model"], r["unit"], r["quantity"]) for r in rows] == [
+        ("llm", "gpt-3.5-turbo", "tokens", 100)]
+    assert Decimal(rows[0]["amount"]) == 100 * Decimal("0.0000015")
 
 
 @pytest.mark.parametrize("source", [
@@ -263,17 +270,20 @@ def test_dashboard_page_shows_both(stack: Stack, example_key: str, source: str) 
     if source == "seeds":  # skipped above without the seeds; fails here when they are required
         for name in (GT8004_SEED, BILLING_SEED):
             seed(name)
-    agent, key, requests, usage_row = ((EXAMPLE_AGENT, example_key, 3, ["llm", "gpt-4o", "1", "9"])
-                                       if source == "examples" else
-                                       (AGENT, stack.api_key, 2, ["llm", "gpt-3.5-turbo", "1", "100"]))
+    agent, key, requests, usage_row = (
+        (EXAMPLE_AGENT, example_key, 3, ["acme-e2e", "llm", "gpt-4o", "tokens", "1", "9"]) if source == "examples"
+        else (AGENT, stack.api_key, 2, ["(none)", "llm", "gpt-3.5-turbo", "tokens", "1", "100"]))
     _wait_for(lambda: _get(stack, f"/v1/agents/{agent}/stats", key)["total_requests"] >= requests, 60, "requests")
-    _wait_for(lambda: _get(stack, f"/v1/agents/{agent}/usage?period=day", key)["usage"], 60, "usage")
-    dom = render(f"{stack.gateway}/dashboard/{agent}#token={key}")
-    assert dom.body.get("data-state") == "ready", dom.by_id.get("status")
-    assert int(dom.by_id["ov-total_requests"]["data-value"]) == requests
-    assert dom.by_id["chart-daily"]["data-rendered"] == "1"
-    usage = dom.rows["table-usage"][1:]  # day, module, model, reports, units, cost
-    assert [row[1:5] for row in usage] == [usage_row], usage
+    _wait_for(lambda: _get(stack, f"/v1/agents/{agent}/usage?period=day", key)["lines"], 60, "usage")
+    dom = render(f"{stack.gateway}/dashboard/{agent}?range=7d#token={key}")  # the overview tab
+    assert dom.body.get("data-state") == "ready", dom.attrs.get("status")
+    assert dom.text["ov-all-total_requests"] == f"{requests:,}" and dom.attrs["ov-requests"]["data-value"] == str(
+        requests)
+    assert dom.attrs["chart-overview"]["data-rendered"] == "1"
+    billing = render(f"{stack.gateway}/dashboard/{agent}?tab=usage#token={key}")  # this month's statement
+    assert billing.body.get("data-state") == "ready", billing.attrs.get("status")
+    lines = billing.tables["table-billing-lines"][1:]  # customer, meter, model, unit, reports, quantity, price...
+    assert [row[:6] for row in lines] == [usage_row], lines
 
 
 def test_demo_sends_realistic_traffic(stack: Stack) -> None:
