@@ -10,8 +10,10 @@ Decoding and the span mapping are ``gateway/otlp``; the mapping table is ``docs/
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -22,6 +24,7 @@ from prometheus_client import Counter
 from gateway.deps import authenticate_agent, get_runtime
 from gateway.errors import GatewayError, IngestRefused, RateLimited
 from gateway.ingest import ParsedBatch, build_records, decode_body
+from gateway.keys.registry import AgentIdentity
 from gateway.metrics import GatewayMetrics
 from gateway.otlp.codec import (
     JSON,
@@ -32,14 +35,17 @@ from gateway.otlp.codec import (
     encode_status,
     encoding_of,
 )
-from gateway.otlp.mapping import SOURCE, map_spans
+from gateway.otlp.mapping import SOURCE, SpanMapping, map_spans
 from gateway.runtime import GatewayRuntime
+from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["ingest"])
 
 _ENCODER = msgspec.json.Encoder()
+#: uncompressed bodies up to this size are decoded on the event loop (a thread hop costs more than they do)
+_INLINE_BYTES = 64 * 1024
 #: at most this many rejection reasons are joined into ``partial_success.error_message``
 _REASONS = 5
 
@@ -128,37 +134,62 @@ async def export_traces(request: Request) -> Response:
             raise RateLimited("rate limit exceeded for this API key", retry_after=runtime.limiter.retry_after(wait))
         encoding = encoding_of(request.headers.get("content-type"))
         raw = await _read_body(request, settings.max_body_bytes)
-        body = decode_body(raw, request.headers.get("content-encoding"), settings.max_body_bytes)
-        export, unreadable = decode_request(body, encoding, max_spans=settings.otlp_max_spans)
-        spans = sum(len(s.spans) for r in export.resource_spans for s in r.scope_spans) + len(unreadable)
-        ingested_at = int(time.time() * 1000)
-        mapped = map_spans(export, agent_id=identity.agent_id, key_sha256=identity.key_sha256,
-                           customer_attributes=_names(settings.otlp_customer_attributes), ingested_at=ingested_at)
-        if mapped.entries:
-            parsed = ParsedBatch(claimed_agent_id=None, sdk_version=SOURCE, batch_id=f"otlp-{ingested_at}",
-                                 entries=mapped.entries)
-            records = build_records(identity.agent_id, parsed, ingested_at, granularity=settings.record_granularity,
-                                    max_bytes=settings.record_max_bytes)
-            await runtime.producer.send(runtime.topics.requests, identity.agent_id.encode(), records)
-        if mapped.usage:
-            await runtime.producer.send(runtime.topics.usage, identity.agent_id.encode(),
-                                        [_ENCODER.encode(u) for u in mapped.usage])
+        content_encoding = request.headers.get("content-encoding")
+        if len(raw) <= _INLINE_BYTES and content_encoding in (None, "", "identity"):
+            work = _convert(raw, content_encoding, encoding, settings, identity)
+        else:  # decompressing, decoding and mapping a large export must not hold up the event loop
+            work = await asyncio.to_thread(_convert, raw, content_encoding, encoding, settings, identity)
+        if work.requests:
+            await runtime.producer.send(runtime.topics.requests, identity.agent_id.encode(), work.requests)
+        if work.usage:
+            await runtime.producer.send(runtime.topics.usage, identity.agent_id.encode(), work.usage)
     except GatewayError as exc:
         metrics.exports.labels(str(exc.status_code)).inc()
         return _error(exc, encoding, settings.retry_after)
-    rejected = unreadable + mapped.rejected
+    rejected, mapped = work.rejected, work.mapped
     metrics.exports.labels("200").inc()
     for outcome, count in (("request", len(mapped.entries)), ("usage", len(mapped.usage)),
                            ("ignored", mapped.ignored), ("rejected", len(rejected))):
         if count:
             metrics.spans.labels(outcome).inc(count)
     if rejected:
-        log.info("OTLP export of agent %s: %d of %d spans rejected (%s)", identity.agent_id, len(rejected), spans,
-                 rejected[0])
+        log.info("OTLP export of agent %s: %d of %d spans rejected (%s)", identity.agent_id, len(rejected),
+                 mapped.spans + len(work.unreadable), rejected[0])
     message = "; ".join(rejected[:_REASONS]) + (f"; and {len(rejected) - _REASONS} more" if len(rejected) > _REASONS
                                                 else "")
     return Response(encode_response(len(rejected), message, encoding), status_code=200,
                     media_type=MEDIA_TYPES[encoding])
+
+
+@dataclass
+class _Work:
+    """An export made into Kafka values, and what became of its spans."""
+
+    mapped: SpanMapping
+    unreadable: list[str]
+    requests: list[bytes]
+    usage: list[bytes]
+
+    @property
+    def rejected(self) -> list[str]:
+        return self.unreadable + self.mapped.rejected
+
+
+def _convert(raw: bytes, content_encoding: str | None, encoding: OtlpEncoding, settings: GatewaySettings,
+             identity: AgentIdentity) -> _Work:
+    """Decompress, decode, map and encode (CPU only: runs in a worker thread for large bodies)."""
+    body = decode_body(raw, content_encoding, settings.max_body_bytes)
+    export, unreadable = decode_request(body, encoding, max_spans=settings.otlp_max_spans)
+    ingested_at = int(time.time() * 1000)
+    mapped = map_spans(export, agent_id=identity.agent_id, key_sha256=identity.key_sha256,
+                       customer_attributes=_names(settings.otlp_customer_attributes), ingested_at=ingested_at)
+    requests: list[bytes] = []
+    if mapped.entries:
+        parsed = ParsedBatch(claimed_agent_id=None, sdk_version=SOURCE, batch_id=f"otlp-{ingested_at}",
+                             entries=mapped.entries)
+        requests = build_records(identity.agent_id, parsed, ingested_at, granularity=settings.record_granularity,
+                                 max_bytes=settings.record_max_bytes)
+    return _Work(mapped, unreadable, requests, [_ENCODER.encode(u) for u in mapped.usage])
 
 
 def _names(setting: str) -> tuple[str, ...]:
