@@ -33,7 +33,7 @@ from schemas.alerts import MAX_BODY_BYTES, decimal_text, event_body, event_id
 from schemas.prices import price_list
 from stream_workers.alerts import decide, store
 from stream_workers.alerts.settings import AlertSettings
-from stream_workers.alerts.webhooks import next_delay, send
+from stream_workers.alerts.webhooks import forbidden_destination, next_delay, send
 
 __all__ = ["AlertEvaluator", "Clock", "TickReport", "utc_now"]
 
@@ -157,6 +157,8 @@ class AlertEvaluator:
             status, error, latency, outcome = 0, "the rule was deleted", 0.0, "failed"
         elif len(item.body.encode()) > MAX_BODY_BYTES:
             status, error, latency, outcome = 0, f"body over {MAX_BODY_BYTES} bytes", 0.0, "failed"
+        elif not s.allow_private_urls and (refused := await forbidden_destination(item.url)):
+            status, error, latency, outcome = 0, refused, 0.0, "failed"
         else:
             result = await send(self._http, item.url, item.body, secret, item.event_id, int(now.timestamp()),
                                 s.timeout_s)

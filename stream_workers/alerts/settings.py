@@ -30,6 +30,10 @@ class AlertSettings(BaseSettings):
     max_attempts: int = Field(default=10, ge=1, le=100, alias="METERLINE_ALERTS_MAX_ATTEMPTS")
     #: METERLINE_ALERTS_CONCURRENCY — webhook attempts in flight at once.
     concurrency: int = Field(default=16, ge=1, le=256, alias="METERLINE_ALERTS_CONCURRENCY")
+    #: METERLINE_ALERTS_ALLOW_PRIVATE_URLS — deliver to webhook hosts that resolve to loopback, private,
+    #: link-local or reserved addresses. Off: an agent's key cannot make the worker POST into the services'
+    #: own network (ClickHouse's HTTP interface, a metadata endpoint); turn it on for receivers on this host.
+    allow_private_urls: bool = Field(default=False, alias="METERLINE_ALERTS_ALLOW_PRIVATE_URLS")
     #: METERLINE_ALERTS_LEASE_TOPIC — the one-partition topic whose partition 0 is the evaluator's lease;
     #: default "<topic prefix>alerts-lease".
     lease_topic: str | None = Field(default=None, alias="METERLINE_ALERTS_LEASE_TOPIC")

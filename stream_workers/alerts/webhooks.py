@@ -14,16 +14,20 @@ are not hit by every retry at once.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
 from schemas.alerts import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
 
-__all__ = ["USER_AGENT", "AttemptResult", "next_delay", "send"]
+__all__ = ["USER_AGENT", "AttemptResult", "forbidden_destination", "next_delay", "send"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,24 @@ def next_delay(attempt: int, first_s: float, ceiling_s: float, rng: random.Rando
     ``d = first_s · 2^(attempt-1)`` capped at ``ceiling_s`` ("equal jitter": never less than half of d)."""
     delay = min(first_s * 2.0 ** min(attempt - 1, 62), ceiling_s)
     return delay / 2 + rng.uniform(0, delay / 2)
+
+
+async def forbidden_destination(url: str) -> str | None:
+    """Why ``url``'s host may not receive webhooks (it resolves to a loopback, private, link-local, reserved or
+    multicast address), or None. Checked before each attempt unless METERLINE_ALERTS_ALLOW_PRIVATE_URLS."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host!r}: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+                or address.is_multicast or address.is_unspecified):
+            return (f"{host!r} resolves to {address}, a non-public address (METERLINE_ALERTS_ALLOW_PRIVATE_URLS "
+                    "allows it)")
+    return None
 
 
 async def send(http: httpx.AsyncClient, url: str, body: str, secret: str, event_id: str, timestamp: int,

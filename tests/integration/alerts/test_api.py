@@ -135,7 +135,8 @@ def test_bodies_are_validated_and_bounded(gw: Gateway, body: dict[str, object], 
 async def test_a_test_delivery_is_signed_with_the_secret_shown_at_creation(gw: Gateway) -> None:
     receiver = Receiver.reserve().listen()
     clock = Clock()
-    evaluator = AlertEvaluator(lambda: gw.client, AlertSettings(lag_s=0), clock=clock, close_client=False)
+    evaluator = AlertEvaluator(lambda: gw.client, AlertSettings(lag_s=0, allow_private_urls=True), clock=clock,
+                               close_client=False)
     try:
         async with httpx.AsyncClient(base_url=gw.base, headers={"Authorization": f"Bearer {gw.key_a}"}) as a:
             created = (await a.post("/v1/agents/agent-a/alerts/rules", json={

@@ -22,7 +22,8 @@ from stream_workers.alerts.evaluator import AlertEvaluator
 from stream_workers.alerts.settings import AlertSettings
 from tests.integration.alerts.harness import T0, Clock, Receiver, requests, usage
 
-SETTINGS = AlertSettings(lag_s=0, retry_first_s=10, retry_max_s=60, max_attempts=4, timeout_s=5)
+SETTINGS = AlertSettings(lag_s=0, retry_first_s=10, retry_max_s=60, max_attempts=4, timeout_s=5,
+                         allow_private_urls=True)  # the receivers listen on 127.0.0.1
 
 
 @pytest.fixture
@@ -266,3 +267,20 @@ async def test_a_test_delivery_goes_through_the_outbox_and_changes_no_state(
     _check_signed(receiver.received[0], secret, clock)
     assert list_rules(clickhouse, "agent-1")[0]["state"] == "ok"
     assert json.loads(receiver.received[0].body)["value"] is None
+
+
+async def test_a_webhook_into_a_private_network_is_refused_unless_allowed(
+        clickhouse: Client, clock: Clock, receiver: Receiver) -> None:
+    """An agent's key must not make the worker POST into the services' network (ClickHouse's HTTP interface...)."""
+    put_rule(clickhouse, _rule(receiver, kind="error_rate", threshold="0.5", window_s=60))
+    requests(clickhouse, "agent-1", 0, 4, errors=4)
+    clock.at(1)
+    strict = AlertEvaluator(lambda: clickhouse, SETTINGS.model_copy(update={"allow_private_urls": False}),
+                            clock=clock, close_client=False)
+    try:
+        attempts = (await strict.tick()).attempts
+    finally:
+        await strict.close()
+    assert [(a["status_code"], a["outcome"]) for a in attempts] == [(0, "failed")]
+    assert "non-public address" in list_deliveries(clickhouse, "agent-1")[0]["error"]
+    assert receiver.received == []
