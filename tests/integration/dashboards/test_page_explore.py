@@ -205,6 +205,22 @@ async def test_a_typed_filter_narrows_every_tab_and_is_kept_in_the_address(live:
     assert_table_shows(page, "table-tools", tools)
     assert await browser.eval("document.getElementById('filter-tool').value") == ""
 
+    # a breakdown: Analytics by customer under the status filter; a group becomes a filter of the page
+    await browser.click("#tabs button[data-tab=analytics]")
+    await settled(browser, tab="analytics", status="5xx")
+    await browser.choose("#breakdown-by", "customer")
+    page = await settled(browser, tab="analytics", status="5xx", by="customer")
+    groups = api(http, "breakdown", by="customer", status="5xx", limit=100, **rng)["groups"]
+    assert_table_shows(page, "table-breakdown", groups, skip=("Share", "Change"), customer_id="key")
+    assert page.cells["table-breakdown"][0][0] == "Customer"
+    first = next(g["key"] for g in groups if g["key"])  # "(none)", requests without a customer, is no link
+    await browser.click("#table-breakdown a.drill")
+    page = await settled(browser, tab="analytics", status="5xx", by="customer", customer=first)
+    assert_table_shows(page, "table-breakdown", api(http, "breakdown", by="customer", status="5xx", customer=first,
+                                                    limit=100, **rng)["groups"], skip=("Share", "Change"),
+                       customer_id="key")
+    assert [row[0] for row in page.cells["table-breakdown"][1:]] == [first]
+
 
 async def test_drill_down_paging_search_and_request_detail(live: Live, browser: Chromium, http: httpx.Client) -> None:
     base, reqs, _now = live
