@@ -119,7 +119,8 @@ def _refusal(description: str) -> dict[str, Any]:
                415: _refusal("not application/x-protobuf or application/json, or an encoding other than gzip"),
                429: _refusal("the key's rate limit; Retry-After"),
                503: _refusal("Kafka did not acknowledge; nothing accepted; Retry-After")},
-    openapi_extra={"requestBody": {"required": True, "content": {
+    operation_id="otlp_export_traces",
+    openapi_extra={"security": [{"bearer": []}], "requestBody": {"required": True, "content": {
         "application/x-protobuf": _BINARY,
         "application/json": {"schema": {"type": "object", "properties": {"resourceSpans": {"type": "array"}}}}}}},
 )
