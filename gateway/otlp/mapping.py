@@ -76,6 +76,7 @@ def map_spans(request: ExportTraceServiceRequest, *, agent_id: str, key_sha256: 
     wanted = _WANTED | frozenset(customers)
     out = SpanMapping()
     tools: list[tuple[bytes, bytes, str]] = []  # (trace, parent span, tool) of tool spans, named upwards below
+    unowned: list[tuple[bytes, bytes, list[UsageRecord]]] = []  # usage without a customer, likewise
     parents: dict[tuple[bytes, bytes], bytes] = {}
     served: dict[tuple[bytes, bytes], RequestEntry] = {}
     for resource_spans in request.resource_spans:
@@ -95,28 +96,37 @@ def map_spans(request: ExportTraceServiceRequest, *, agent_id: str, key_sha256: 
                     served[(span.trace_id, span.span_id)] = entry
                 elif isinstance(attrs.get(_TOOL), str) and attrs[_TOOL]:
                     tools.append((span.trace_id, span.parent_span_id, attrs[_TOOL]))
+                if usage and entry is None and not _customer(attrs, customers):
+                    unowned.append((span.trace_id, span.parent_span_id, usage))
                 out.usage += usage
                 if entry is None and not usage:
                     out.ignored += 1
-    _name_tools(tools, parents, served)
+    for trace, parent, tool in tools:
+        entry = _served_by(trace, parent, parents, served)
+        if entry is not None and entry.tool_name is None:
+            entry.tool_name = tool[:256]
+    for trace, parent, records in unowned:
+        entry = _served_by(trace, parent, parents, served)
+        if entry is not None and entry.customer_id:
+            for record in records:
+                record.metadata = {**(record.metadata or {}), "customer_id": entry.customer_id}
     return out
 
 
-def _name_tools(tools: list[tuple[bytes, bytes, str]], parents: dict[tuple[bytes, bytes], bytes],
-                served: dict[tuple[bytes, bytes], RequestEntry]) -> None:
-    """A tool-call span inside a served request names that request's tool (the first one, within this export:
-    an SDK exports a request's spans together once they have ended)."""
-    for trace, parent, tool in tools:
-        for _ in range(_MAX_PARENT_HOPS):
-            entry = served.get((trace, parent))
-            if entry is not None:
-                if entry.tool_name is None:
-                    entry.tool_name = tool[:256]
-                break
-            up = parents.get((trace, parent))
-            if up is None:
-                break
-            parent = up
+def _served_by(trace: bytes, parent: bytes, parents: dict[tuple[bytes, bytes], bytes],
+               served: dict[tuple[bytes, bytes], RequestEntry]) -> RequestEntry | None:
+    """The served request a span (by its trace and parent) is part of, within this export: an SDK exports a
+    request's spans together once they have ended. A tool-call span names that request's tool (the first one);
+    a model call without a customer of its own is that request's customer's usage."""
+    for _ in range(_MAX_PARENT_HOPS):
+        entry = served.get((trace, parent))
+        if entry is not None:
+            return entry
+        up = parents.get((trace, parent))
+        if up is None:
+            return None
+        parent = up
+    return None
 
 
 def _map(span: Span, attrs: dict[str, Any], customers: tuple[str, ...], agent_id: str, key_sha256: str,

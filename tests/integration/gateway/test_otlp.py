@@ -212,6 +212,9 @@ async def _traffic_then_replays(stack: Stack, agent: Agent, copies: int) -> None
 
     await until(lambda: stack.requests("agent-otel"), 4, "4 requests in the stats")
     await until(lambda: stack.usage("agent-otel"), {("llm", "gpt-4o"): 360}, "the GenAI usage")
+    statement = await stack.read("agent-otel", "statement")
+    assert sorted((ln["customer_id"], ln["quantity"]) for ln in statement["lines"]) == [
+        ("cust-lima", 120), ("cust-oslo", 120), ("cust-paris", 120)]  # the model call is its request's customer's
     logs = await stack.read("agent-otel", "logs", limit=10)
     rows = logs["logs"]
     seen = sorted((r["method"], r["path"], r["status_code"], r.get("tool_name") or "", r.get("customer_id") or "",

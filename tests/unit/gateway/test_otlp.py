@@ -120,6 +120,17 @@ def test_a_tool_call_span_names_the_tool_of_the_request_it_served() -> None:
     assert [e.tool_name for e in out.entries] == ["get_weather"]
 
 
+def test_a_model_call_inside_a_served_request_is_that_requests_customers_usage() -> None:
+    out = mapped(export(span(1, http__method="POST", enduser__id="acme"),
+                        span(2, kind=Span.SPAN_KIND_INTERNAL, parent=1),
+                        span(3, kind=Span.SPAN_KIND_CLIENT, parent=2, gen_ai__usage__input_tokens=9),
+                        span(4, kind=Span.SPAN_KIND_CLIENT, parent=2, gen_ai__usage__input_tokens=1,
+                             enduser__id="own"),
+                        span(5, kind=Span.SPAN_KIND_CLIENT, parent=77, gen_ai__usage__input_tokens=2)))
+    assert [(u.usage, (u.metadata or {}).get("customer_id")) for u in out.usage] == [
+        (9, "acme"), (1, "own"), (2, None)]  # its own customer wins; outside any served request: none
+
+
 @pytest.mark.parametrize(("bad", "reason"), [
     (Span(trace_id=b"\0" * 16, span_id=b"\1" * 8, kind=2, start_time_unix_nano=T0, end_time_unix_nano=T0),
      "trace_id"),
