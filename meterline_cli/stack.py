@@ -114,6 +114,7 @@ def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | N
         "",
         "Meterline is up.",
         f"  ingest      {base}/v1/ingest        (GT8004_INGEST_URL)",
+        f"  OTLP        {base}/v1/traces        (OTEL_EXPORTER_OTLP_ENDPOINT={base}, docs/otlp.md)",
         f"  dashboard   {base}/dashboard/{agent}",
         f"  read API    {base}/v1/agents/{agent}/stats     API docs {base}/docs",
         f"  health      {base}/healthz  {base}/readyz  metrics {base}/metrics",

@@ -52,7 +52,8 @@ def _poll(read: Callable[[], Any], expected: Any, what: str, timeout: float = 60
 
 
 def test_otel_example_agent_reports_through_meterline_up(stack: tuple[StackHome, StackProcess]) -> None:
-    home, _ = stack
+    home, running = stack
+    assert f"OTLP        {home.gateway}/v1/traces" in running.output()  # the banner says where to point exporters
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=home.gateway, OTEL_SERVICE_NAME="weather-agent",
                OTEL_EXPORTER_OTLP_HEADERS=f"Authorization=Bearer%20{home.api_key}",
                OTEL_EXPORTER_OTLP_COMPRESSION="gzip")
