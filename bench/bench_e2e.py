@@ -1,0 +1,323 @@
+"""End to end: SDK-format batches over HTTP until every row is queryable, in the stack as users run it.
+
+Two deployments, each started here with its own home and free ports:
+
+* ``up``: ``meterline up`` as a subprocess (one process: gateway + bridge + worker + dashboards on the
+  embedded chDB, a real Apache Kafka and Mosquitto);
+* ``split``: the production split — ``python -m gateway`` (ingest + read API) and ``python -m stream_workers
+  worker`` as separate processes on one Kafka; ClickHouse is the embedded engine behind the HTTP
+  adapter of ``tests/chdb_http.py`` (a server stand-in: this machine has no ClickHouse server), which
+  the worker writes and the gateway's read API reads. The MQTT bridge is not started: HTTP load never
+  reaches it (``bench_bridge.py`` measures it).
+
+Load: wrk, 16 connections, unique 50-entry batches for 10 agents (``_load.py``). Measured per
+deployment: entries/s from the first send until the last acknowledged row is queryable, ingest latency
+p50/p99 (wrk), freshness p50/p95/p99 (marker batches polled through ``POST /v1/sql``), lost and doubled
+(distinct ids vs rows in ClickHouse against the 202s counted by wrk), the p95 of every dashboard view
+read while ingesting, and the CPU the load generator and the processes took. Then the same entries
+through the seed's PostgreSQL write path (``_pg_write.py``) at 1 M and 10 M stored rows
+(100 k and 1 M with ``--quick``), as ratios to ``up``'s rate from this run.
+
+    python bench/bench_e2e.py [--quick] [--seconds 20] [--connections 16] [--only up|split|pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+from _common import cpu_seconds, load_average, percentile, target  # noqa: E402
+from _load import ENTRIES, Probes, run_wrk, wrk_script  # noqa: E402
+
+from gateway.keys.admin import create_key  # noqa: E402
+from meterline.kafka_admin import create_topics  # noqa: E402
+from meterline.local.ports import free_port  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
+
+AGENTS = [f"e2e-agent-{i}" for i in range(10)]
+OPERATOR = "bench-e2e-operator"  # noqa: S105 - the private stacks' operator token
+TARGET_RATE, TARGET_P99_MS, TARGET_FRESH_P95_S, TARGET_READ_P95_MS = 45_000, 50.0, 2.0, 150.0
+
+
+@dataclass
+class Deployment:
+    """A running stack: where to send, its keys, and the pids whose CPU counts."""
+
+    name: str
+    gateway: str
+    keys: dict[str, str]
+    pids: dict[str, int]
+
+
+@dataclass
+class Result:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    fresh: list[float]
+    lost: int
+    doubled: int
+    reads: dict[str, list[float]]
+    read_errors: int
+    wrk_cpu: float
+    probe_cpu: float
+    cpu: dict[str, float]
+    seconds: float
+    drain_s: float
+    acked: int
+    other: int
+
+
+# ----------------------------------------------------------------------------------------- stacks
+
+
+async def make_keys(bootstrap: str, topics: Topics, gateway: str) -> dict[str, str]:
+    """An API key per agent, once the gateway accepts each of them (its registry follows the keys topic)."""
+    keys = {a: (await create_key(bootstrap, topics.keys, a, name="bench_e2e"))[0] for a in AGENTS}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for agent, key in keys.items():
+            deadline = time.monotonic() + 60
+            while True:
+                reply = await client.post(f"{gateway}/v1/ingest", headers={"Authorization": f"Bearer {key}"},
+                                          json={"agent_id": agent, "entries": [{
+                                              "request_id": f"warm-{uuid.uuid4().hex}", "method": "GET",
+                                              "path": "/", "status_code": 200, "response_ms": 1.0}]})
+                if reply.status_code == 202:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"gateway never accepted the key of {agent}: {reply.status_code} {reply.text}")
+                await asyncio.sleep(0.2)
+    return keys
+
+
+def start_up(stack: ExitStack, work: Path) -> Deployment:
+    """``meterline up`` with defaults, except its home, ports and the operator token."""
+    from tests.e2e.stackproc import StackHome
+
+    home = StackHome(METERLINE_GATEWAY_RATE_LIMIT=os.environ.get("METERLINE_GATEWAY_RATE_LIMIT", "200"))
+    home.env.pop("METERLINE_SINK_INTERVAL_S", None)  # the stack's default, as users run it
+    home.env["METERLINE_OPERATOR_TOKEN"] = OPERATOR
+    stack.callback(home.remove)
+    proc = home.launch()
+    stack.callback(proc.stop)
+    bootstrap = f"127.0.0.1:{home.ports['kafka']}"
+    keys = asyncio.run(make_keys(bootstrap, Topics(prefix="meterline."), home.gateway))
+    pids = {"meterline up": proc.proc.pid, **home.child_pids()}
+    return Deployment("up", home.gateway, keys, pids)
+
+
+def _terminate(proc: object) -> None:
+    import subprocess
+
+    assert isinstance(proc, subprocess.Popen)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def start_split(stack: ExitStack, work: Path) -> Deployment:
+    """Kafka, the chDB HTTP stand-in, one worker and one gateway, each its own process."""
+    import subprocess
+
+    from meterline.clickhouse import get_client
+    from meterline.local.kafka import LocalKafka
+    from meterline.migrations import apply_migrations
+    from tests.chdb_http import ChdbHttpProcess
+
+    kafka = LocalKafka(work / "kafka", port=free_port(), controller_port=free_port()).start()
+    stack.callback(kafka.stop)
+    bootstrap = kafka.bootstrap_servers
+    topics = Topics(prefix="bench.", partitions=6)
+    asyncio.run(create_topics(bootstrap, topics))
+    ch = ChdbHttpProcess(str(work / "chdb"), free_port(), str(work / "chdb_http.log")).start()
+    stack.callback(ch.stop)
+    dsn = ch.dsn("meterline")
+    apply_migrations(get_client(dsn))
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, METERLINE_TOPIC_PREFIX=topics.prefix,
+               CLICKHOUSE_URL=dsn, METERLINE_OPERATOR_TOKEN=OPERATOR, PYTHONPATH=str(ROOT),
+               METERLINE_DEDUPE_DIR=str(work / "dedupe"))
+    for name in ("MQTT_URL", "METERLINE_HOME"):
+        env.pop(name, None)
+    port = free_port()
+    procs = {
+        "worker": subprocess.Popen([sys.executable, "-m", "stream_workers", "worker"], cwd=work,
+                                   env=dict(env, METERLINE_WORKER_WEB_PORT=str(free_port())),
+                                   stdout=(work / "worker.log").open("ab"), stderr=subprocess.STDOUT),
+        "gateway": subprocess.Popen([sys.executable, "-m", "gateway"], cwd=work,
+                                    env=dict(env, METERLINE_GATEWAY_PORT=str(port),
+                                             METERLINE_GATEWAY_CREATE_TOPICS="false"),
+                                    stdout=(work / "gateway.log").open("ab"), stderr=subprocess.STDOUT),
+    }
+    for proc in procs.values():
+        stack.callback(_terminate, proc)
+    gateway = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{gateway}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs.values()):
+            raise SystemExit(f"the split stack did not start; see {work}/gateway.log and worker.log")
+        time.sleep(0.3)
+    keys = asyncio.run(make_keys(bootstrap, topics, gateway))
+    pids = {name: p.pid for name, p in procs.items()}
+    pids["chdb_http"] = ch.proc.pid if ch.proc else 0
+    pids["kafka"] = int((work / "kafka" / "kafka.pid").read_text().split()[0])
+    return Deployment("split", gateway, keys, pids)
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+async def stored(client: httpx.AsyncClient, gateway: str, run: str) -> tuple[int, int]:
+    """(rows, distinct request ids) of this run in ClickHouse."""
+    reply = await client.post(f"{gateway}/v1/sql", headers={"Authorization": f"Bearer {OPERATOR}"}, json={
+        "query": "SELECT count(), uniqExact(request_id) FROM request_logs WHERE startsWith(request_id, {r:String})",
+        "params": {"r": run + "-"}})
+    reply.raise_for_status()
+    rows, distinct = reply.json()["rows"][0]
+    return int(rows), int(distinct)
+
+
+async def measure(dep: Deployment, connections: int, seconds: float, work: Path) -> Result:
+    import resource
+
+    run = f"r{uuid.uuid4().hex[:8]}"
+    script = wrk_script(run, dep.keys, work / f"{dep.name}.lua")
+    warm = wrk_script(f"warm{uuid.uuid4().hex[:6]}", dep.keys, work / f"{dep.name}-warm.lua")
+    await run_wrk(f"{dep.gateway}/v1/ingest", warm, connections, 3)
+    probes = Probes(dep.gateway, OPERATOR, AGENTS[0], dep.keys[AGENTS[0]], run)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in dep.pids.items()}
+    self_before = resource.getrusage(resource.RUSAGE_SELF)
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=8)) as client:
+        tasks = [asyncio.create_task(probes.markers(client)), asyncio.create_task(probes.poll(client)),
+                 asyncio.create_task(probes.read(client, AGENTS))]
+        started = time.monotonic()
+        wrk = await run_wrk(f"{dep.gateway}/v1/ingest", script, connections, seconds)
+        ended = time.monotonic()
+        probes.stop.set()
+        await asyncio.gather(tasks[0], tasks[2])
+        expected = wrk.acked * ENTRIES + probes.acked_entries
+        rows = distinct = 0
+        while time.monotonic() - ended < 120:
+            rows, distinct = await stored(client, dep.gateway, run)
+            if distinct >= expected:
+                break
+            await asyncio.sleep(0.1)
+        queryable = time.monotonic()
+        await tasks[1]
+    self_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in dep.pids.items()}
+    probe_cpu = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
+    return Result(rate=distinct / (queryable - started), p50_ms=wrk.p50_ms, p99_ms=wrk.p99_ms, fresh=probes.freshness,
+                  lost=max(0, expected - distinct), doubled=rows - distinct, reads=probes.reads,
+                  read_errors=probes.read_errors, wrk_cpu=wrk.cpu_s, probe_cpu=probe_cpu, cpu=cpu,
+                  seconds=queryable - started, drain_s=queryable - ended, acked=wrk.acked, other=wrk.other)
+
+
+def report(name: str, r: Result, note: str) -> None:
+    fresh = {q: percentile(r.fresh, q) for q in (0.5, 0.95, 0.99)}
+    print(f"\n== {name}: {r.rate:,.0f} entries/s first send -> last row queryable "
+          f"({r.seconds:.1f} s, last row queryable {r.drain_s:.2f} s after the load ended)")
+    print(f"   ingest p50 {r.p50_ms:.1f} ms  p99 {r.p99_ms:.1f} ms; {r.acked:,} batches acknowledged, "
+          f"{r.other:,} other answers")
+    print(f"   freshness (send -> queryable, {len(r.fresh)} markers): p50 {fresh[0.5]:.2f} s  p95 {fresh[0.95]:.2f} s  "
+          f"p99 {fresh[0.99]:.2f} s")
+    print(f"   lost {r.lost}  doubled {r.doubled}")
+    worst = max((percentile(v, 0.95), k) for k, v in r.reads.items()) if r.reads else (float("nan"), "-")
+    print("   dashboard reads while ingesting, p95 ms: " + ", ".join(
+        f"{k} {percentile(v, 0.95):.0f} (n={len(v)})" for k, v in sorted(r.reads.items()))
+          + f"; {r.read_errors} errors")
+    busy = ", ".join(f"{k} {v:.1f}" for k, v in r.cpu.items())
+    print(f"   CPU seconds over the run: {busy}; load generator (wrk) {r.wrk_cpu:.1f} "
+          f"({r.wrk_cpu / r.seconds * 100:.0f}% of a core); probes and reader (this process) {r.probe_cpu:.1f}")
+    if name == "meterline up":
+        target("e2e up entries/s", f"{r.rate / 1000:.1f}k entries/s", f">= {TARGET_RATE // 1000}k entries/s",
+               r.rate >= TARGET_RATE, note)
+        target("e2e up ingest p99", f"p99 {r.p99_ms:.1f} ms", f"<= {TARGET_P99_MS:.0f} ms", r.p99_ms <= TARGET_P99_MS,
+               note)
+        target("e2e up freshness p95", f"p95 {fresh[0.95]:.2f} s", f"<= {TARGET_FRESH_P95_S:.0f} s",
+               fresh[0.95] <= TARGET_FRESH_P95_S, note)
+        target("e2e up reads p95 while ingesting", f"worst p95 {worst[0]:.0f} ms ({worst[1]})",
+               f"<= {TARGET_READ_P95_MS:.0f} ms", worst[0] <= TARGET_READ_P95_MS and not r.read_errors, note)
+    target(f"e2e {name} lost/doubled", f"{r.lost} lost, {r.doubled} doubled", "0 / 0",
+           r.lost == 0 and r.doubled == 0, note)
+
+
+def postgres(sizes: list[int], seconds: float, connections: int, up_rate: float | None, note: str) -> None:
+    import _pg_write
+    from bench_dashboards import postgres_cluster
+
+    with postgres_cluster() as conninfo:
+        for size in sizes:
+            prep = _pg_write.prepare(conninfo, size, AGENTS)
+            row = _pg_write.drive(conninfo, "row", connections, seconds, AGENTS)
+            batch = _pg_write.drive(conninfo, "batch", connections, seconds, AGENTS)
+            ratio: Callable[[float], str] = (lambda v: f"; meterline up / this = {up_rate / v:.1f}x") if up_rate \
+                else (lambda v: "")
+            print(f"PostgreSQL at {size:,} stored rows (filled + indexed in {prep:.0f} s), {connections} connections:")
+            print(f"   per entry (INSERT + UPDATE, commit)      {row:>9,.0f} entries/s{ratio(row)}")
+            print(f"   per 50-entry batch (one transaction)     {batch:>9,.0f} entries/s{ratio(batch)}")
+    print(f"   (PostgreSQL 15 with fsync=off and synchronous_commit=off: a generous baseline{note and '; ' + note})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="8 s loads; PostgreSQL at 100 k and 1 M rows")
+    parser.add_argument("--seconds", type=float, help="load duration (default 20, 8 with --quick)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--only", choices=["up", "split", "pg"], action="append",
+                        help="run only these parts (repeatable)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: .ci/setup --bench")
+    seconds = args.seconds or (8.0 if args.quick else 20.0)
+    parts = args.only or ["up", "split", "pg"]
+    note = f"quick: {seconds:.0f} s load" if args.quick else ""
+    print(f"e2e: wrk, {args.connections} connections, unique {ENTRIES}-entry batches, {len(AGENTS)} agents, "
+          f"{seconds:.0f} s per deployment; {load_average()}")
+    up_rate = None
+    for part, start, title in (("up", start_up, "meterline up"), ("split", start_split, "split")):
+        if part not in parts:
+            continue
+        work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{part}-"))
+        with ExitStack() as stack:
+            stack.callback(shutil.rmtree, work, True)
+            dep = start(stack, work)
+            result = asyncio.run(measure(dep, args.connections, seconds, work))
+            report(title, result, note)
+            if part == "up":
+                up_rate = result.rate
+        print(f"   {load_average()}")
+    if "pg" in parts:
+        sizes = [100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000]
+        print()
+        postgres(sizes, 5.0 if args.quick else 10.0, 8, up_rate,
+                 "quick: 100 k and 1 M stored rows, not 1 M and 10 M" if args.quick else "")
+    print(f"\n{load_average()}")
+
+
+if __name__ == "__main__":
+    main()
