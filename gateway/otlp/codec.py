@@ -13,6 +13,7 @@ the export is kept; the caller counts those spans in ``partial_success``.
 from __future__ import annotations
 
 import base64
+import zlib
 from collections.abc import Iterator
 from typing import Any, Final, Literal
 
@@ -28,6 +29,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from gateway.errors import IngestRefused
+from gateway.ingest import decode_body
 
 OtlpEncoding = Literal["protobuf", "json"]
 PROTOBUF: Final = "protobuf"
@@ -38,6 +40,31 @@ _PROTOBUF_TYPES: Final = frozenset({"application/x-protobuf", "application/proto
 _MAX_DEPTH: Final = 32
 _SPAN_IDS: Final = (("traceId", "trace_id"), ("spanId", "span_id"), ("parentSpanId", "parent_span_id"))
 _LINK_IDS: Final = (("traceId", "trace_id"), ("spanId", "span_id"))
+
+
+def decompress(raw: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """Undo ``Content-Encoding``: identity and gzip as ``POST /v1/ingest`` does (``decode_body``), and deflate,
+    which OpenTelemetry exporters also offer (``OTEL_EXPORTER_OTLP_COMPRESSION=deflate``). Output over
+    ``max_bytes`` is refused with 413 as soon as it is passed (a bomb costs at most that much memory)."""
+    if (content_encoding or "").strip().lower() != "deflate":
+        return decode_body(raw, content_encoding, max_bytes)
+    # HTTP's deflate is a zlib stream (RFC 1950); some clients send raw deflate (RFC 1951) instead
+    inflater = zlib.decompressobj(wbits=15 if raw[:1] and (raw[0] & 0x0F) == 8 and
+                                  int.from_bytes(raw[:2], "big") % 31 == 0 else -15)
+    out = bytearray()
+    data = raw
+    try:
+        while data:
+            out += inflater.decompress(data, max_bytes + 1 - len(out))
+            if len(out) > max_bytes:
+                raise IngestRefused(f"request body exceeds {max_bytes} bytes after deflate decompression; export "
+                                    "smaller batches", status_code=413, code="body_too_large")
+            data = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise IngestRefused(f"invalid deflate body: {exc}", code="invalid_deflate") from exc
+    if not inflater.eof:
+        raise IngestRefused("invalid deflate body: truncated stream", code="invalid_deflate")
+    return bytes(out)
 
 
 def encoding_of(content_type: str | None) -> OtlpEncoding:
@@ -287,5 +314,5 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-__all__ = ["JSON", "MEDIA_TYPES", "PROTOBUF", "OtlpEncoding", "decode_request", "encode_response", "encode_status",
-           "encoding_of"]
+__all__ = ["JSON", "MEDIA_TYPES", "PROTOBUF", "OtlpEncoding", "decode_request", "decompress", "encode_response",
+           "encode_status", "encoding_of"]

@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from gateway.deps import authenticate_agent, get_runtime
 from gateway.errors import GatewayError, IngestRefused, RateLimited
-from gateway.ingest import ParsedBatch, build_records, decode_body
+from gateway.ingest import ParsedBatch, build_records
 from gateway.keys.registry import AgentIdentity
 from gateway.metrics import GatewayMetrics
 from gateway.otlp.codec import (
@@ -31,6 +31,7 @@ from gateway.otlp.codec import (
     MEDIA_TYPES,
     OtlpEncoding,
     decode_request,
+    decompress,
     encode_response,
     encode_status,
     encoding_of,
@@ -107,7 +108,7 @@ def _refusal(description: str) -> dict[str, Any]:
 @router.post(
     "/v1/traces", summary="Ingest OpenTelemetry spans (OTLP/HTTP, protobuf or JSON)",
     description="An `ExportTraceServiceRequest` as `application/x-protobuf` or `application/json` (OTLP's JSON "
-                "mapping: hex ids), optionally `Content-Encoding: gzip`. Server spans become request-log "
+                "mapping: hex ids), optionally `Content-Encoding: gzip` or `deflate`. Server spans become request-log "
                 "entries, spans with GenAI token counts usage records (docs/otlp.md). Authenticate with "
                 "`Authorization: Bearer <API key>` (`OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<key>`); "
                 "the agent is the key's owner. The answer is in the request's encoding.",
@@ -116,7 +117,7 @@ def _refusal(description: str) -> dict[str, Any]:
                             _EXPORT_RESPONSE),
                400: _refusal("undecodable body"), 401: _refusal("missing or unknown key"),
                403: _refusal("revoked key"), 413: _refusal("body or span count over the limit"),
-               415: _refusal("not application/x-protobuf or application/json, or an encoding other than gzip"),
+               415: _refusal("not application/x-protobuf or application/json, or not gzip, deflate or identity"),
                429: _refusal("the key's rate limit; Retry-After"),
                503: _refusal("Kafka did not acknowledge; nothing accepted; Retry-After")},
     operation_id="otlp_export_traces",
@@ -179,7 +180,7 @@ class _Work:
 def _convert(raw: bytes, content_encoding: str | None, encoding: OtlpEncoding, settings: GatewaySettings,
              identity: AgentIdentity) -> _Work:
     """Decompress, decode, map and encode (CPU only: runs in a worker thread for large bodies)."""
-    body = decode_body(raw, content_encoding, settings.max_body_bytes)
+    body = decompress(raw, content_encoding, settings.max_body_bytes)
     export, unreadable = decode_request(body, encoding, max_spans=settings.otlp_max_spans)
     ingested_at = int(time.time() * 1000)
     mapped = map_spans(export, agent_id=identity.agent_id, key_sha256=identity.key_sha256,

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from google.protobuf import json_format
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -360,9 +361,12 @@ async def test_hostile_and_broken_exports_are_refused_and_the_rest_of_a_batch_is
         partial = resp.json()["partialSuccess"]
         assert partial["rejectedSpans"] == "3"
         assert "not hex" in partial["errorMessage"] and "before" in partial["errorMessage"]
-    await until(lambda: stack.requests("agent-otel"), 3, "the good spans of the partly rejected export")
+    # the exporter's other compression, deflate
+    exporter = OTLPSpanExporter(endpoint=f"{stack.url}/v1/traces", headers=auth, compression=Compression.Deflate)
+    assert await asyncio.to_thread(exporter.export, _served(2, "deflated")) == SpanExportResult.SUCCESS
+    await until(lambda: stack.requests("agent-otel"), 5, "the good spans of the partly rejected export, deflated ones")
     logs = (await stack.read("agent-otel", "logs", limit=10))["logs"]
-    assert sorted(r["path"] for r in logs) == ["/kept/0", "/kept/1", "/kept/2"]
+    assert sorted(r["path"] for r in logs) == ["/deflated/0", "/deflated/1", "/kept/0", "/kept/1", "/kept/2"]
 
 
 @pytest.mark.parametrize("stack", [{"rate_limit": 0.2, "rate_burst": 2, "retry_after": 1}], indirect=True)

@@ -276,3 +276,23 @@ def test_the_wire_count_agrees_with_protobuf() -> None:
     with pytest.raises(IngestRefused) as err:
         _WireScan(body[:-3], 5).count_spans()  # cut inside the last span
     assert err.value.status_code == 400
+
+
+def test_deflate_and_gzip_bodies_are_inflated_within_the_limit() -> None:
+    import gzip
+    import zlib
+
+    from gateway.otlp.codec import decompress
+
+    data = export(span(1, http__method="GET")).SerializeToString()
+    raw_deflate = zlib.compressobj(wbits=-15)
+    assert decompress(zlib.compress(data), "deflate", 1 << 20) == data  # what the Python exporter sends
+    assert decompress(raw_deflate.compress(data) + raw_deflate.flush(), "Deflate", 1 << 20) == data
+    assert decompress(gzip.compress(data), "gzip", 1 << 20) == data and decompress(data, None, 1 << 20) == data
+    for body, encoding, status in ((zlib.compress(b"\0" * (2 << 20)), "deflate", 413),
+                                   (gzip.compress(b"\0" * (2 << 20)), "gzip", 413),
+                                   (b"\x78\x9c garbage", "deflate", 400), (zlib.compress(data)[:-6], "deflate", 400),
+                                   (data, "br", 415)):
+        with pytest.raises(IngestRefused) as err:
+            decompress(body, encoding, 1 << 20)
+        assert err.value.status_code == status, encoding
