@@ -5,8 +5,9 @@ No I/O. A span the agent served (a SERVER span, or an internal one carrying an H
 counts becomes one ``UsageRecord`` per direction (input, output) of the usage topic, the shape the MQTT bridge
 publishes, on the ``llm`` meter of ``schemas/prices.toml``. Both are keyed by the span's identity (trace id +
 span id), so a replayed export is counted once by the workers' dedupe. Other spans (outgoing HTTP calls, internal
-steps) are accepted and not recorded. The agent is always the caller's key's agent: no attribute can name
-another.
+steps) are accepted and not recorded. Within one export, a tool-call span names the tool of the request it was
+part of, and a model call without a customer of its own is billed to that request's customer. The agent is always
+the caller's key's agent: no attribute can name another.
 
 A span that cannot be recorded (bad ids, an end before its start, a duration or token count out of range) is
 rejected alone, with a reason; the rest of the export goes on.
