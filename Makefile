@@ -1,5 +1,6 @@
 # The two commands of the README. Both prepare the machine first (.ci/setup is idempotent).
 VENV ?= .venv
+SHELL := /bin/bash
 
 .PHONY: setup up test lint bench
 
@@ -19,6 +20,13 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict sdk/gt8004 sdk/billing_sdk
 
+## Every benchmark with --quick, then the issue-13 targets they printed (TARGET lines), met or not.
 bench:
 	@bash .ci/setup --bench
-	for b in bench/bench_*.py; do $(VENV)/bin/python $$b --quick || exit 1; done
+	@set -o pipefail; log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	for b in bench/bench_*.py; do \
+	  echo "== $$b"; $(VENV)/bin/python -u $$b --quick 2>&1 | tee -a $$log || { echo "$$b failed"; exit 1; }; \
+	done; \
+	echo; echo "== targets (bench/_common.py's TARGET lines; quick runs say what they shortened)"; \
+	grep '^TARGET ' $$log || echo "no TARGET lines"; \
+	echo "$$(grep -c ' — met' $$log) met, $$(grep -c ' — NOT MET' $$log) not met; load average $$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -36,6 +36,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14 and 15 of stat)
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's threads, summed by thread name (``comm``: e.g. the event loop's
+    ``python``, ``clickhouse-sink_0``, the embedded engine's own pools)."""
+    totals: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            head, tail = (task / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1]
+        fields = tail.split()
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return totals
+
+
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) by the nearest-rank method; NaN for no values."""
     if not values:

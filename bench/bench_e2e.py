@@ -42,7 +42,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
-from _common import cpu_seconds, load_average, percentile, target  # noqa: E402
+from _common import cpu_seconds, load_average, percentile, target, thread_cpu  # noqa: E402
 from _load import ENTRIES, Probes, run_wrk, wrk_script  # noqa: E402
 
 from gateway.keys.admin import create_key  # noqa: E402
@@ -201,7 +201,8 @@ async def stored(client: httpx.AsyncClient, gateway: str, run: str) -> tuple[int
     return int(rows), int(distinct)
 
 
-async def measure(dep: Deployment, connections: int, seconds: float, work: Path) -> Result:
+async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
+                  profile: Path | None = None) -> Result:
     import resource
 
     run = f"r{uuid.uuid4().hex[:8]}"
@@ -214,8 +215,21 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=8)) as client:
         tasks = [asyncio.create_task(probes.markers(client)), asyncio.create_task(probes.poll(client)),
                  asyncio.create_task(probes.read(client, AGENTS))]
+        spy = None
+        main_pid = next(iter(dep.pids.values()))
+        threads_before = thread_cpu(main_pid)
+        if profile is not None:  # py-spy samples the stack's main process while the load runs
+            profile.mkdir(parents=True, exist_ok=True)
+            pid = next(iter(dep.pids.values()))
+            spy = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--rate", "100",
+                "--format", "raw", "--duration", f"{seconds:.0f}", "-o", str(profile / f"{dep.name}.txt"),
+                "--pid", str(pid), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         started = time.monotonic()
         wrk = await run_wrk(f"{dep.gateway}/v1/ingest", script, connections, seconds)
+        if spy is not None:
+            await spy.wait()
+        threads = {k: v - threads_before.get(k, 0.0) for k, v in thread_cpu(main_pid).items()}
         ended = time.monotonic()
         probes.stop.set()
         await asyncio.gather(tasks[0], tasks[2])
@@ -231,6 +245,9 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path)
     self_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in dep.pids.items()}
     probe_cpu = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
+    top = sorted(threads.items(), key=lambda kv: -kv[1])[:8]
+    print(f"   {dep.name} main process, CPU seconds by thread during the load: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in top if v >= 0.05))
     return Result(rate=distinct / (queryable - started), p50_ms=wrk.p50_ms, p99_ms=wrk.p99_ms, fresh=probes.freshness,
                   lost=max(0, expected - distinct), doubled=rows - distinct, reads=probes.reads,
                   read_errors=probes.read_errors, wrk_cpu=wrk.cpu_s, probe_cpu=probe_cpu, cpu=cpu,
@@ -290,6 +307,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--only", choices=["up", "split", "pg"], action="append",
                         help="run only these parts (repeatable)")
+    parser.add_argument("--profile", type=Path, help="record the stack's main process with py-spy into this "
+                        "directory (<deployment>.txt, collapsed stacks; see bench/pyspy_top.py)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: .ci/setup --bench")
@@ -306,7 +325,7 @@ def main() -> None:
         with ExitStack() as stack:
             stack.callback(shutil.rmtree, work, True)
             dep = start(stack, work)
-            result = asyncio.run(measure(dep, args.connections, seconds, work))
+            result = asyncio.run(measure(dep, args.connections, seconds, work, args.profile))
             report(title, result, note)
             if part == "up":
                 up_rate = result.rate
