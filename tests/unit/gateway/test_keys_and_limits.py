@@ -116,8 +116,9 @@ def test_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_public_surface() -> None:
     assert set(gateway.keys.__all__) == {"KEY_PREFIXES", "AgentIdentity", "KeyRegistry", "generate_key",
                                          "hash_key", "is_key_format"}
-    assert set(gateway.deps.__all__) == {"Principal", "RuntimeDep", "authenticate_agent", "authorize_agent_access",
-                                         "bearer_token", "get_runtime", "is_operator_token", "require_operator"}
+    assert set(gateway.deps.__all__) == {"Principal", "RuntimeDep", "authenticate_agent", "authenticate_reader",
+                                         "authorize_agent_access", "bearer_token", "get_runtime", "is_operator_token",
+                                         "require_operator"}
 
 
 def test_json_log_lines() -> None:
