@@ -67,6 +67,10 @@ def stack_environment(settings: StackSettings, infra: LocalInfra) -> dict[str, s
         ep = infra.mosquitto.endpoint
         env["MQTT_URL"] = f"mqtt://{quote(ep.username)}:{quote(ep.password)}@{ep.host}:{ep.port}"
         env["MQTT_CA_FILE"] = str(ep.ca_file)
+    # The local stack is one person's on one machine: the receivers of its alert webhooks run on this host
+    # too (a service's network worth guarding is compose's, where the default stays off).
+    if "METERLINE_ALERTS_ALLOW_PRIVATE_URLS" not in os.environ:
+        env["METERLINE_ALERTS_ALLOW_PRIVATE_URLS"] = "1"
     return env
 
 
