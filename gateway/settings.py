@@ -120,6 +120,12 @@ class GatewaySettings(BaseSettings):
     #: METERLINE_BRIDGE_MAX_PAYLOAD — largest MQTT payload accepted (bigger → dead letter).
     bridge_max_payload: int = Field(default=64 * 1024, ge=1024, validation_alias=_env("METERLINE_BRIDGE_MAX_PAYLOAD",
                                                                               "bridge_max_payload"))
+    #: METERLINE_BRIDGE_RECEIVE_MAXIMUM — reports the broker may have sent the bridge unacknowledged (the
+    #: MQTT 5 receive maximum of its CONNECT); a report is acknowledged after Kafka's ack, so this over
+    #: Kafka's ack latency bounds one bridge's rate (Mosquitto's max_inflight_messages does not apply).
+    bridge_receive_maximum: int = Field(default=2000, ge=1, le=65535,
+                                        validation_alias=_env("METERLINE_BRIDGE_RECEIVE_MAXIMUM",
+                                                              "bridge_receive_maximum"))
 
     @property
     def topics(self) -> Topics:

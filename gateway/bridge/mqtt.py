@@ -1,12 +1,19 @@
 """``MqttBridge``: billing reports from MQTT into Kafka, acknowledged only after Kafka acknowledged.
 
-Client: gmqtt with ``optimistic_acknowledgement=False`` over MQTT 5 — gmqtt then sends the PUBACK
-with the reason code our async handler returns, i.e. after the Kafka ack (gmqtt forces optimistic
-acks for MQTT 3.1.1, so the bridge always speaks MQTT 5). A handler that cannot reach Kafka keeps
-retrying and never acks; if the bridge stops or dies meanwhile, the broker keeps the message in
-the persistent session (clean start off, session expiry 7 days, stable client id) and redelivers
-it. A death after Kafka's ack and before the PUBACK (fault point ``bridge.after_produce``) puts the
-report into Kafka twice; the workers drop the second by report id. Subscriptions are shared
+Client: gmqtt with ``optimistic_acknowledgement=False`` over MQTT 5 (gmqtt forces optimistic acks
+for MQTT 3.1.1, so the bridge always speaks MQTT 5). Reports do not take gmqtt's per-message path
+(a task per message, PUBACK with the reason code it returns): the bridge takes QoS 1 ``billing/report``
+publishes from gmqtt's packet handler as they are parsed and hands them to ``reports.ReportBatcher``,
+which sends the PUBACKs itself once Kafka acknowledged the records (the hook is checked at start-up:
+``_hook_reports``). Other topics keep gmqtt's path, acknowledged when their async handler returns.
+A report Kafka does not take is retried and never acked; if the bridge stops or dies meanwhile, the
+broker keeps the message in the persistent session (clean start off, session expiry 7 days, stable
+client id) and redelivers it. A death after Kafka's ack and before the PUBACK (fault point
+``bridge.after_produce``) puts the report into Kafka twice (and the rest of its batch group with it);
+the workers drop the second by report id. The bridge announces a receive maximum
+(``GatewaySettings.bridge_receive_maximum``): how many unacknowledged reports the broker may have
+out to it, which with Kafka's ack latency bounds its rate (Mosquitto's ``max_inflight_messages``
+applies only to clients that announce none). Subscriptions are shared
 (``$share/<group>/...``) so replicas split the load, and re-made on every (re)connect: Mosquitto
 2.0 does not restore shared subscriptions of persistent sessions.
 
@@ -51,11 +58,13 @@ from schemas.mqtt import CLIENT_TOPICS, HEARTBEAT, KEYS_REQUEST, KEYS_STATUS, KE
 from schemas.topics import Topics
 
 from .messages import dead_letter, decode_report, key_status, key_updates, now_ms, usage_record
+from .reports import BRIDGED, Connection, Record, ReportBatcher
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 _PUBACK_OK = 0  # MQTT 5 reason code "success"; a failed handler sends no PUBACK at all
+_KEY_CACHE = 4096  # raw key -> SHA-256 of keys seen lately (reports repeat a handful of keys)
 
 _keys_request = msgspec.json.Decoder(KeysRequest)
 _heartbeat = msgspec.json.Decoder(Heartbeat)
@@ -67,7 +76,7 @@ class MqttBridge:
     def __init__(self, *, host: str, port: int, username: str | None, password: str | None,
                  ssl_context: ssl.SSLContext | None, client_id: str, share_group: str, producer: EventProducer,
                  registry: KeyRegistry, metrics: GatewayMetrics, topics: Topics, cipher: KeyCipher | None = None,
-                 max_payload: int = 64 * 1024, retry_delay: float = 0.5) -> None:
+                 max_payload: int = 64 * 1024, retry_delay: float = 0.5, receive_maximum: int = 2000) -> None:
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.client_id, self.username = client_id, username
         self.share_group = share_group
@@ -77,8 +86,14 @@ class MqttBridge:
         self.retry_delay = retry_delay
         self._legacy: dict[str, str] = {}  # key hash -> raw value, legacy keys only, decrypted once
         self._subscription_mid: int | None = None
+        self._hashes: dict[str, str] = {}
         self._client = Client(client_id, clean_session=False, optimistic_acknowledgement=False,
-                              session_expiry_interval=SESSION_EXPIRY_S, logger=logging.getLogger("gmqtt"))
+                              session_expiry_interval=SESSION_EXPIRY_S, receive_maximum=receive_maximum,
+                              logger=logging.getLogger("gmqtt"))
+        self._reports = ReportBatcher(convert=self._convert, produce=self._produce, current=self._is_current,
+                                      count=lambda outcome, n: self.metrics.mqtt_messages.labels(REPORT, outcome)
+                                      .inc(n))
+        self._hook_reports()
         if username:
             self._client.set_auth_credentials(username, password)
         self._client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
@@ -104,7 +119,7 @@ class MqttBridge:
                    client_id=settings.bridge_client_id, share_group=settings.bridge_share_group,
                    producer=producer, registry=registry, metrics=metrics, topics=settings.topics,
                    cipher=KeyCipher.load(secret.get_secret_value() if (secret := settings.key_secret) else None),
-                   max_payload=settings.bridge_max_payload)
+                   max_payload=settings.bridge_max_payload, receive_maximum=settings.bridge_receive_maximum)
 
     # --- lifecycle --------------------------------------------------------------------------------
     @property
@@ -138,8 +153,9 @@ class MqttBridge:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
-        if self._handlers:
-            _, pending = await asyncio.wait(set(self._handlers), timeout=drain_timeout)
+        self._reports.flush()
+        if in_flight := self._handlers | self._reports.tasks:
+            _, pending = await asyncio.wait(in_flight, timeout=drain_timeout)
             for task in pending:
                 task.cancel()
         with contextlib.suppress(Exception):
@@ -201,37 +217,73 @@ class MqttBridge:
         self.metrics.mqtt_messages.labels("other", "ignored").inc()
         return _PUBACK_OK
 
-    async def _report(self, payload: bytes) -> int:
+    # --- reports (a batch at a time: reports.py) ----------------------------------------------------
+    def _hook_reports(self) -> None:
+        """Take QoS 1 reports from gmqtt's packet handler (``_handle_qos_1_publish_packet(mid, payload,
+        topic, properties)``, called as each PUBLISH is parsed); other topics go on to gmqtt's own."""
+        handler = self._client._package_handler
+        own = getattr(handler, "_handle_qos_1_publish_packet", None)
+        if own is None or not hasattr(handler, "current_connection"):
+            raise RuntimeError("this gmqtt version has no _handle_qos_1_publish_packet/current_connection: the "
+                               "bridge cannot acknowledge reports after Kafka's ack with it")
+
+        def qos_1(mid: int, payload: bytes, topic: str, properties: Any) -> None:
+            if topic == REPORT:
+                self._reports.add(handler.current_connection, mid, payload)
+            else:
+                own(mid, payload, topic, properties)
+
+        handler._handle_qos_1_publish_packet = qos_1
+
+    def _is_current(self, connection: Connection) -> bool:
+        return bool(self._client._package_handler.current_connection is connection and not connection.is_closing())
+
+    def _convert(self, payload: bytes) -> Record:
+        """A report → its usage record, or its dead letter (too large, invalid, unknown or revoked key)."""
+        if len(payload) > self.max_payload:
+            return self._dead_record("too_large", f"payload of {len(payload)} bytes exceeds {self.max_payload}",
+                                     payload)
         try:
             report = decode_report(payload)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            await self._dead(REPORT, "schema", str(exc), payload)
-            return _PUBACK_OK
-        sha = hash_key(report.api_key)
+            return self._dead_record("schema", str(exc), payload)
+        sha = self._hashes.get(report.api_key)
+        if sha is None:
+            if len(self._hashes) >= _KEY_CACHE:
+                self._hashes.clear()
+            sha = self._hashes[report.api_key] = hash_key(report.api_key)
         owner = self.registry.lookup_hash(sha)
         if owner is None or owner.status != "active":
             reason = "unknown_key" if owner is None else "blocked_key"
-            await self._dead(REPORT, reason, f"report with an {reason.replace('_', ' ')}", payload,
-                             agent_id=owner.agent_id if owner else None)
-            return _PUBACK_OK
-        value = usage_record(report, owner, sha, now_ms())
-        await self._produce(self.topics.usage, owner.agent_id.encode(), value)
-        faults.point("bridge.after_produce", report_id=report.report_id)  # Kafka has it; no PUBACK yet
-        self.metrics.mqtt_messages.labels(REPORT, "bridged").inc()
+            return self._dead_record(reason, f"report with an {reason.replace('_', ' ')}", payload,
+                                     owner.agent_id if owner else None)
+        return Record(self.topics.usage, owner.agent_id.encode(), usage_record(report, owner, sha, now_ms()),
+                      BRIDGED, report.report_id)
+
+    def _dead_record(self, reason: str, error: str, payload: bytes, agent_id: str | None = None) -> Record:
+        return Record(self.topics.dead_letters, b"", dead_letter(reason, error, REPORT, payload, agent_id), reason)
+
+    async def _report(self, payload: bytes) -> int:
+        """A report that reached gmqtt's per-message path (only if the hook were bypassed): one at a time."""
+        record = self._convert(payload)
+        await self._produce(record.topic, record.key, [record.value])
+        if record.outcome == BRIDGED:
+            faults.point("bridge.after_produce", report_id=record.report_id)
+        self.metrics.mqtt_messages.labels(REPORT, record.outcome).inc()
         return _PUBACK_OK
 
     async def _dead(self, topic: str, reason: str, error: str, payload: bytes, agent_id: str | None = None) -> None:
-        await self._produce(self.topics.dead_letters, None, dead_letter(reason, error, topic, payload, agent_id))
+        await self._produce(self.topics.dead_letters, None, [dead_letter(reason, error, topic, payload, agent_id)])
         self.metrics.mqtt_messages.labels(topic, reason).inc()
 
-    async def _produce(self, kafka_topic: str, key: bytes | None, value: bytes) -> None:
+    async def _produce(self, kafka_topic: str, key: bytes | None, values: list[bytes]) -> None:
         """Publish until Kafka acks; the caller's PUBACK waits for this (cancelled → never acked)."""
         def failed(exc: BaseException, delay: float) -> None:
             if self._stopping:
                 raise asyncio.CancelledError from exc  # leave the message unacked for redelivery
             log.warning("MQTT bridge: Kafka unavailable (%s); retrying in %.1fs", exc, delay)
 
-        await retry(lambda: self.producer.send(kafka_topic, key or b"", [value]), retry_on=KafkaUnavailable,
+        await retry(lambda: self.producer.send(kafka_topic, key or b"", values), retry_on=KafkaUnavailable,
                     first=self.retry_delay, ceiling=5.0, on_error=failed)
 
     # --- key status -------------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""``ReportBatcher``: a report's PUBACK leaves only after Kafka acknowledged its record, one write a group.
+
+The connection is a fake at the transport boundary (it records the bytes written); Kafka is a fake
+``produce`` whose acknowledgement the test gives or withholds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from gateway.bridge.reports import BRIDGED, Record, ReportBatcher, puback
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def send_package(self, package: bytes) -> None:
+        self.written.append(package)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def acked(self) -> list[int]:
+        data = b"".join(self.written)
+        return [struct.unpack_from("!BBHBB", data, i)[2] for i in range(0, len(data), 6)]
+
+
+class FakeKafka:
+    """``produce`` waits until the test acknowledges (or fails) each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes, list[bytes], asyncio.Future[None]]] = []
+        self.arrived = asyncio.Event()
+
+    async def produce(self, topic: str, key: bytes, values: list[bytes]) -> None:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.calls.append((topic, key, list(values), ack))
+        self.arrived.set()
+        await ack
+
+
+def convert(payload: bytes) -> Record:
+    agent, _, rest = payload.partition(b":")
+    if agent == b"bad":
+        return Record("dead", b"", payload, "schema")
+    return Record("usage", agent, payload, BRIDGED, rest.decode())
+
+
+def batcher(kafka: FakeKafka, live: list[FakeConnection], counts: dict[str, int]) -> ReportBatcher:
+    def count(outcome: str, n: int) -> None:
+        counts[outcome] = counts.get(outcome, 0) + n
+    return ReportBatcher(convert=convert, produce=kafka.produce, current=lambda c: c in live and not c.is_closing(),
+                         count=count)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_puback_is_an_mqtt5_success_puback() -> None:
+    # PUBACK, remaining length 4: packet id, reason code 0 (success), property length 0
+    assert puback(0x1234) == b"\x40\x04\x12\x34\x00\x00"
+
+
+async def test_pubacks_only_after_kafka_acked_each_group() -> None:
+    kafka, conn, counts = FakeKafka(), FakeConnection(), {}
+    reports = batcher(kafka, [conn], counts)
+    for mid, payload in enumerate([b"a:1", b"b:2", b"a:3", b"bad", b"b:4"], start=1):
+        reports.add(conn, mid, payload)  # one socket read's worth: one batch
+    await kafka.arrived.wait()
+    await settle()
+    groups = {(topic, key): (values, ack) for topic, key, values, ack in kafka.calls}
+    assert {k: v[0] for k, v in groups.items()} == {("usage", b"a"): [b"a:1", b"a:3"],
+                                                     ("usage", b"b"): [b"b:2", b"b:4"], ("dead", b""): [b"bad"]}
+    assert conn.written == []  # nothing acknowledged before Kafka's ack
+    groups["usage", b"a"][1].set_result(None)
+    await settle()
+    assert conn.acked() == [1, 3] and len(conn.written) == 1  # the group's PUBACKs in one write
+    groups["dead", b""][1].set_result(None)
+    groups["usage", b"b"][1].set_result(None)
+    await asyncio.wait(reports.tasks)
+    assert sorted(conn.acked()) == [1, 2, 3, 4, 5]
+    assert counts == {BRIDGED: 4, "schema": 1}
+
+
+async def test_a_group_kafka_refuses_is_never_acknowledged() -> None:
+    kafka, conn, counts = FakeKafka(), FakeConnection(), {}
+    reports = batcher(kafka, [conn], counts)
+    reports.add(conn, 7, b"a:7")
+    reports.add(conn, 8, b"b:8")
+    await kafka.arrived.wait()
+    await settle()
+    for _, key, _, ack in kafka.calls:
+        if key == b"a":
+            ack.set_exception(RuntimeError("Kafka down"))
+        else:
+            ack.cancel()  # the bridge stopping while its retry waits
+    await asyncio.wait(reports.tasks)
+    assert conn.written == [] and counts == {}
+
+
+@pytest.mark.parametrize("what", ["reconnected", "closing"])
+async def test_no_puback_on_a_connection_that_is_no_longer_live(what: str) -> None:
+    """Reports taken on a connection that closed are in Kafka but not acknowledged on the new one: the
+    broker redelivers them (the workers drop the copy). The live connection's reports are acknowledged."""
+    kafka, old, new, counts = FakeKafka(), FakeConnection(), FakeConnection(), {}
+    live = [old]
+    reports = batcher(kafka, live, counts)
+    reports.add(old, 1, b"a:1")
+    await kafka.arrived.wait()
+    if what == "reconnected":
+        live[:] = [new]
+    else:
+        old.closing = True
+    kafka.calls[0][3].set_result(None)
+    await asyncio.wait(reports.tasks)
+    assert old.written == [] and new.written == []
+    assert counts == {BRIDGED: 1}  # it did reach Kafka
+
+
+async def test_batches_overlap_while_kafka_is_slow() -> None:
+    """A second socket read's reports go to Kafka while the first batch still waits for its ack."""
+    kafka, conn, counts = FakeKafka(), FakeConnection(), {}
+    reports = batcher(kafka, [conn], counts)
+    reports.add(conn, 1, b"a:1")
+    await kafka.arrived.wait()
+    kafka.arrived.clear()
+    reports.add(conn, 2, b"a:2")
+    await kafka.arrived.wait()
+    assert [values for _, _, values, _ in kafka.calls] == [[b"a:1"], [b"a:2"]]
+    kafka.calls[1][3].set_result(None)
+    await settle()
+    assert conn.acked() == [2]
+    kafka.calls[0][3].set_result(None)
+    await asyncio.wait(reports.tasks)
+    assert conn.acked() == [2, 1]
