@@ -45,10 +45,10 @@ NODES: Final = ROOTS | frozenset({
     "TableExpression", "TableJoin", "ArrayJoin", "Subquery", "OrderByElement", "InterpolateElement",
     "WindowDefinition", "WindowListElement", "WithElement", "SampleRatio",
 })
-#: Table functions ad-hoc SQL may use: each makes rows from its arguments alone (a counter, zeros, a series,
-#: literal values), so it touches no file, URL, server, program, table or dictionary. Lower case.
-TABLE_FUNCTIONS: Final = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series",
-                                    "generateseries", "values"})
+#: Table functions ad-hoc SQL may use: each makes rows from its arguments alone (a counter, a series, literal
+#: values), so it touches no file, URL, server, program, table or dictionary; and readonly=1 lets each run
+#: (it refuses zeros(), for one). Lower case.
+TABLE_FUNCTIONS: Final = frozenset({"numbers", "numbers_mt", "generate_series", "generateseries", "values"})
 #: Table function names that are also harmless scalar functions (format('{} {}', a, b)), allowed outside FROM.
 SCALAR_TWINS: Final = frozenset({"format"})
 #: Scalar functions refused, lower case, with why (any name starting with "dict" too: dictionaries' sources
