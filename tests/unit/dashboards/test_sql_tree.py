@@ -91,7 +91,8 @@ def test_harmless_scalar_twin_of_a_table_function_passes() -> None:
 
 
 def test_outfile_format_and_settings_are_refused() -> None:
-    body = " ExpressionList (children 1)\n  SelectQuery (children 1)\n   ExpressionList (children 1)\n    Literal UInt64_1\n"
+    body = (" ExpressionList (children 1)\n  SelectQuery (children 1)\n   ExpressionList (children 1)\n"
+            "    Literal UInt64_1\n")
     with pytest.raises(SqlRefused, match="INTO OUTFILE refused"):
         judge("SelectWithUnionQuery (children 3)\n" + body + " Literal '/tmp/x'\n Identifier Native")
     with pytest.raises(SqlRefused, match="FORMAT JSON refused"):
