@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 APP_SERVICES = ("init", "gateway", "bridge", "worker")
 SCALABLE = ("gateway", "bridge", "worker")
-SETTINGS_FILES = ("meterline/settings.py", "gateway/settings.py", "stream_workers/settings.py")
+SETTINGS_FILES = ("meterline/settings.py", "gateway/settings.py", "stream_workers/settings.py",
+                  "dashboards/sql/limits.py")
 
 
 @pytest.fixture(scope="module")
