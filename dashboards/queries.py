@@ -58,6 +58,13 @@ _PERF_METRICS: Final = ("requests", "requests_per_minute", "error_rate", "avg_la
                         "p99_latency_ms")
 _SUMMARY_METRICS: Final = (*_PERF_METRICS, "successes", "errors", "payment_required", "revenue", "paid_requests",
                            "customers")
+#: Views that read whole hours and days from the projections of migration 0003 (schemas/queries/README.md),
+#: with the smallest whole unit each reads there. A range holding no such unit is read from raw rows alone,
+#: and the engine is told not to weigh the projections for it: weighing them costs more than a small read.
+TIERED: Final[dict[str, timedelta]] = {
+    "latency_histogram": timedelta(hours=1), "revenue": timedelta(hours=1), "revenue_by_tool": timedelta(hours=1),
+    "customers": timedelta(days=1), "revenue_by_customer": timedelta(days=1),
+}
 
 
 @cache
@@ -187,6 +194,12 @@ def series_step(rng: TimeRange, step: int | None = None) -> int:
     return step
 
 
+def holds_whole(start: datetime, end: datetime, unit: timedelta) -> bool:
+    """Whether ``[start, end)`` holds a whole ``unit`` aligned to 1970-01-01 UTC (an hour, a UTC day)."""
+    first = _EPOCH - ((_EPOCH - start) // unit) * unit  # the first boundary at or after start
+    return first + unit <= end
+
+
 def utcnow() -> datetime:
     """The time now, to the millisecond (the precision of stored times)."""
     return whole_ms(datetime.now(UTC), up=False)
@@ -229,6 +242,9 @@ class DashboardQueries:
         """Run ``schemas/queries/<name>.sql`` with ``params`` bound server-side, under the read side's limits
         (``dashboards/sql/limits.py``; one stopped by a limit is a ``DashboardError`` naming it); rows as dicts."""
         limits = view_limits()
+        unit = TIERED.get(name)
+        if unit is not None and not holds_whole(params["start"], params["end"], unit):
+            limits = {**limits, "optimize_use_projections": 0}
         try:
             result = self.client.query(load_sql(name), parameters=dict(params), settings=limits)
         except DatabaseError as exc:
@@ -376,6 +392,7 @@ __all__ = [
     "DIMENSIONS",
     "MAX_BUCKETS",
     "STATUS_CLASSES",
+    "TIERED",
     "STEPS",
     "Cursor",
     "Filters",
@@ -390,6 +407,7 @@ __all__ = [
     "DashboardQueries",
     "Period",
     "TimeRange",
+    "holds_whole",
     "load_sql",
     "query_names",
     "utcnow",

@@ -5,6 +5,9 @@
 -- The amount is in the payment's token (x402_token, e.g. USDC-base-mainnet), never in the price list's
 -- currency. It is summed as Decimal(38, 12) from the text of each stored amount (the shortest text that
 -- reads back as the stored number: the amount as the client wrote it), so the sum is exact.
+--
+-- Reads raw rows only (exact percentiles and distinct counts are not sums): SETTINGS keeps the engine from
+-- weighing the hour and day projections of migration 0003 for it, a cost of its own on every call.
 SELECT
     agent_id                                                                 AS app_id,
     customer_id,
@@ -22,3 +25,4 @@ WHERE ({agent_id:String} = '' OR agent_id = {agent_id:String})
   AND ({one_customer:UInt8} = 0 OR customer_id = {customer:String})
 GROUP BY app_id, customer_id, segment, token
 ORDER BY app_id, customer_id, segment, token
+SETTINGS optimize_use_projections = 0
