@@ -3,7 +3,7 @@
 A limit (``schemas/limits.py``) caps one app's usage of one meter per UTC day or month, for the whole app
 or for one end customer. It is stored as a new row of ``limits`` per write (migration 0005, newest version
 wins, ``deleted`` marks a deletion) and read back with ``schemas/queries/limits.sql``. What a limit has used
-comes from the ``usage_customer_day`` rollup (``schemas/queries/limit_usage.sql``): one small query per
+comes from the per-day rollups of migration 0005 (``schemas/queries/limit_usage.sql``): one small query per
 check, whatever the number of the app's customers, and exactly as fresh as the usage the workers stored —
 a report still in Kafka is not counted yet (docs/limits.md says what that means for a caller).
 
@@ -101,7 +101,7 @@ class Stored:
 
 @dataclass(frozen=True)
 class _Usage:
-    """Units of one (module, model) row: of every customer folded together, or of one named customer."""
+    """Units of one (module, model) row: of the whole app (``customer`` None), or of one named customer."""
 
     module: str
     model: str
@@ -228,8 +228,9 @@ class Limits:
             return []
         modules = sorted({self._scope(lim).module for lim in limits})
         customers = sorted({lim.customer_id for lim in limits if lim.customer_id is not None})
+        app_wide = any(lim.customer_id is None for lim in limits)
         rows = self.views.run("limit_usage", {"app_id": agent_id, "day": at.astimezone(UTC).date(),
-                                              "modules": modules, "customers": customers})
+                                              "modules": modules, "customers": customers, "app_wide": int(app_wide)})
         return [_Usage(r["module"], r["model"], r["customer"] if r["named"] else None, int(r["month_units"]),
                        int(r["day_units"])) for r in rows]
 
@@ -244,8 +245,7 @@ class Limits:
         scope = self._scope(limit)
         start, end = period_bounds(limit.period, at)
         used = sum((u.month if limit.period == "month" else u.day) for u in usage
-                   if scope.counts(u.module, u.model)
-                   and (limit.customer_id is None or u.customer == limit.customer_id))
+                   if scope.counts(u.module, u.model) and u.customer == limit.customer_id)
         remaining = max(limit.quantity - used, Decimal(0))
         return limit_json(limit) | {
             "period_start": start, "period_end": end, "used": used, "remaining": quantity_text(remaining),

@@ -26,8 +26,8 @@ ORDER BY (agent_id, limit_id)
 SETTINGS non_replicated_deduplication_window = 10000;
 
 -- Usage per app, end customer (a report's metadata.customer_id, '' when it names none), module, model and
--- UTC day: what a day's or a month's limit has used is at most 31 rows of one (app, module[, customer])
--- prefix. Fed like the rollups of 0002 (a repeated sink batch is dropped here too); read with sum().
+-- UTC day: what a customer's day or month limit has used is at most 31 rows per model of one (app, module,
+-- customer) prefix. Fed like the rollups of 0002 (a repeated sink batch is dropped here too); read with sum().
 CREATE TABLE IF NOT EXISTS usage_customer_day
 (
     app_id       LowCardinality(String),
@@ -43,7 +43,23 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (app_id, module, customer_id, model, day)
 SETTINGS non_replicated_deduplication_window = 10000;
 
--- The usage stored before this migration, then the view for what comes after. Migrations run before a
+-- The same per app, module, model and UTC day, every customer together: an app's own limits read at most 31
+-- rows per model whatever the number of its customers.
+CREATE TABLE IF NOT EXISTS usage_app_day
+(
+    app_id       LowCardinality(String),
+    module       LowCardinality(String),
+    model        LowCardinality(String),
+    day          Date,
+    reports      SimpleAggregateFunction(sum, UInt64),
+    units        SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (app_id, module, model, day)
+SETTINGS non_replicated_deduplication_window = 10000;
+
+-- The usage stored before this migration, then the views for what comes after. Migrations run before a
 -- worker consumes (stream_workers/sink.py applies them at start), so nothing is stored in between.
 INSERT INTO usage_customer_day
 SELECT
@@ -68,3 +84,13 @@ SELECT
     sum(usage) AS units
 FROM usage_events
 GROUP BY app_id, module, customer_id, model, day;
+
+INSERT INTO usage_app_day
+SELECT app_id, module, model, toDate(event_time) AS day, count() AS reports, sum(usage) AS units
+FROM usage_events
+GROUP BY app_id, module, model, day;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_app_day_mv TO usage_app_day AS
+SELECT app_id, module, model, toDate(event_time) AS day, count() AS reports, sum(usage) AS units
+FROM usage_events
+GROUP BY app_id, module, model, day;

@@ -1,19 +1,35 @@
--- Limit usage: units per (module, model, end customer) of one app in the UTC month holding {day}, and on
--- {day} itself, from the usage_customer_day rollup (migration 0005) — what the limits of docs/limits.md
--- have used. {modules} narrows to the limits' modules (empty: every module). The end customers named in
--- {customers} get rows of their own (named = 1); every other customer's usage is folded into named = 0
--- rows, so an app with many customers still answers in a few rows. An app's total is the sum of all rows.
--- dashboards/limits.py adds the rows up per limit (meter, model, scope); as fresh as the stored usage.
+-- Limit usage: units per (module, model) of one app, and per (module, model, end customer) for the customers
+-- named in {customers}, in the UTC month holding {day} and on {day} itself — what the limits of
+-- docs/limits.md have used. Rows with named = 0 are the whole app's (the usage_app_day rollup, read only
+-- when {app_wide} = 1), rows with named = 1 one customer's (usage_customer_day); both rollups are migration
+-- 0005's, and each reads at most 31 days per model of one sorting-key prefix, whatever the number of the
+-- app's customers. {modules} narrows to the limits' modules. dashboards/limits.py adds the rows up per limit.
 SELECT
     module,
     model,
-    has({customers:Array(String)}, customer_id)  AS named,
-    if(named, customer_id, '')                   AS customer,
-    sum(units)                                   AS month_units,
-    sumIf(units, day = {day:Date})               AS day_units
-FROM usage_customer_day
-WHERE app_id = {app_id:String}
-  AND (empty({modules:Array(String)}) OR has({modules:Array(String)}, module))
+    toUInt8(0)                          AS named,
+    ''                                  AS customer,
+    sum(units)                          AS month_units,
+    sumIf(units, day = {day:Date})      AS day_units
+FROM usage_app_day
+WHERE {app_wide:UInt8} = 1
+  AND app_id = {app_id:String}
+  AND has({modules:Array(String)}, module)
   AND day >= toStartOfMonth({day:Date})
   AND day <= toLastDayOfMonth({day:Date})
-GROUP BY module, model, named, customer
+GROUP BY module, model
+UNION ALL
+SELECT
+    module,
+    model,
+    toUInt8(1)                          AS named,
+    customer_id                         AS customer,
+    sum(units)                          AS month_units,
+    sumIf(units, day = {day:Date})      AS day_units
+FROM usage_customer_day
+WHERE app_id = {app_id:String}
+  AND has({modules:Array(String)}, module)
+  AND has({customers:Array(String)}, customer_id)
+  AND day >= toStartOfMonth({day:Date})
+  AND day <= toLastDayOfMonth({day:Date})
+GROUP BY module, model, customer_id
