@@ -243,9 +243,20 @@ def open_chdb(root: Path, rows: int, lock: Path | None, *, merge: bool) -> tuple
         stored = client.query("SELECT count() FROM request_logs").result_rows[0][0]
         if stored == rows:
             return client, 0.0
-        if stored:
-            raise SystemExit(f"{root} holds {stored:,} requests, not {rows:,}: use another --data directory")
-        return client, generate_chdb(client, rows, NOW, merge=merge)
+        if stored > rows:
+            raise SystemExit(f"{root} holds {stored:,} requests, more than {rows:,}: use another --data directory")
+        if stored:  # a generation stopped half-way (to let timed runs have the machine): the same hour's rows
+            last = client.query("SELECT max(event_time) FROM request_logs").result_rows[0][0]
+            set_now(last)
+            print(f"resuming the generation after the {stored:,} requests stored")
+        return client, generate_chdb(client, rows, NOW, merge=merge, first=stored)
+
+
+def set_now(last: datetime) -> None:
+    """Make the rows' last hour the one the ranges end in (NOW: the hour after the last row)."""
+    global NOW, CUT
+    NOW = last.replace(tzinfo=UTC, minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    CUT = NOW - timedelta(minutes=17, seconds=23, milliseconds=456)
 
 
 def describe(client: Any, rows: int, gen_s: float) -> dict[str, int]:
@@ -270,6 +281,8 @@ def run(args: argparse.Namespace) -> None:
     root = keep or Path(tempfile.mkdtemp(prefix="meterline-bench-chdb-"))
     try:
         client, gen_s = open_chdb(root / "chdb" if keep else root, rows, args.lock, merge=not args.big)
+        if not gen_s:  # reused rows: the ranges end where those rows end, not at this hour
+            set_now(client.query("SELECT max(event_time) FROM request_logs").result_rows[0][0])
         agent_rows = describe(client, rows, gen_s)
         views = DashboardQueries(client)
         rnd = random.Random(42)
