@@ -26,7 +26,8 @@ class Gateway:
     """Answers every check with ``limits``; counts the requests and keeps their query strings."""
 
     def __init__(self, limits: list[dict[str, Any]], status: int = 200) -> None:
-        self.limits, self.status, self.queries = limits, status, []
+        self.limits, self.status = limits, status
+        self.queries: list[dict[str, str]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.queries.append(dict(request.url.params))
