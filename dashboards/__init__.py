@@ -3,7 +3,8 @@
 Every view is a SQL file of ``schemas/queries`` run with bound parameters (``DashboardQueries``).
 They are served as a read API and a web page (``routes``, ``page``: module-level routes whose
 authorisation and ClickHouse client the serving app supplies — the gateway, in ``gateway/read_api.py``),
-priced into statements (``billing``, ``billing_api``), exported as CSV (``export``), provisioned into
+priced into statements (``billing``, ``billing_api``), checked against usage limits (``limits``,
+``limits_api``, ``limits_cli``: ``meterline limits``), exported as CSV (``export``), provisioned into
 Grafana (``grafana``), and printed in a shell
 (``cli``: ``meterline dashboard``, ``meterline sql`` with its read-only guard in ``sql``,
 ``meterline export``), directly from ClickHouse or through the read API (``remote``).
