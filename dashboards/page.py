@@ -22,7 +22,8 @@ from dashboards.routes import AgentId
 __all__ = ["STATIC_DIR", "STATIC_FILES", "router"]
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
-_MEDIA_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".LICENSE": "text/plain", ".txt": "text/plain"}
+_MEDIA_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".LICENSE": "text/plain", ".txt": "text/plain",
+                       ".svg": "image/svg+xml"}
 #: Files the page may load, with their media types: the scripts, styles and licences in static/ when the
 #: process started; nothing else is served (a name is looked up here, never joined to a path first).
 STATIC_FILES: Final[dict[str, str]] = {
