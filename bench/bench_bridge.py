@@ -2,10 +2,13 @@
 
 Same run, same publisher, same payloads: (1) baseline — a plain subscriber receives the reports
 straight from Mosquitto; (2) the bridge (``python -m gateway.bridge``, its own process) delivers
-them into the usage topic, each PUBACK sent only after Kafka acknowledged. Prints reports/s and the
-ratio.
+them into the usage topic, each PUBACK sent only after Kafka acknowledged. Prints reports/s, the
+ratio, and the issue-13 targets (>= 20k reports/s bridged, >= 0.8x raw) as TARGET lines.
 
-    python bench/bench_bridge.py [--quick] [--reports 20000]
+    python bench/bench_bridge.py [--quick] [--reports 20000] [--profile stacks.txt]
+
+``--profile`` samples the bridge with py-spy (``pip install py-spy``) while it bridges the measured
+reports and writes raw stacks (``py-spy``'s ``--format raw``, one stack and its count a line).
 
 Uses KAFKA_BOOTSTRAP_SERVERS when set, else starts a local Apache Kafka; always starts its own
 Mosquitto.
@@ -18,6 +21,7 @@ import asyncio
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +45,11 @@ from meterline.local.mosquitto import LocalMosquitto, MqttEndpoint  # noqa: E402
 from meterline.local.ports import free_port  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import cpu_seconds, load_average, target  # noqa: E402
+
+TARGET_RATE, TARGET_RATIO = 20_000, 0.8
+
 
 async def connect(ep: MqttEndpoint, name: str, on_message: Any = None, client_id: str | None = None) -> Client:
     client = Client(client_id or f"{name}-{uuid.uuid4().hex[:6]}")
@@ -53,16 +62,30 @@ async def connect(ep: MqttEndpoint, name: str, on_message: Any = None, client_id
 
 async def publish_all(tenant: MqttEndpoint, payloads: list[bytes]) -> None:
     publisher = await connect(tenant, "pub", client_id=tenant.username)  # a tenant login's bound client id
+    # stay under the receive maximum the broker announced (its max_inflight_messages)
+    window = int(publisher._connection._handler.properties.get("receive_maximum", [100])[0] * 0.8)
     for payload in payloads:
         publisher.publish("billing/report", payload, qos=1)
-        while len(publisher._persistent_storage.get_all()) >= 80:  # broker's receive maximum is 100
+        while len(publisher._persistent_storage.get_all()) >= window:
             await asyncio.sleep(0.001)
     while publisher._persistent_storage.get_all():
         await asyncio.sleep(0.005)
     await publisher.disconnect()
 
 
-async def raw_delivery(ep: MqttEndpoint, tenant: MqttEndpoint, payloads: list[bytes]) -> float:
+class Cpu:
+    """CPU seconds the broker, the bridge and this process (publisher + counting) used in a measured part."""
+
+    def __init__(self, broker: int, bridge: int | None = None) -> None:
+        self.pids = {"Mosquitto": broker, **({"bridge": bridge} if bridge else {})}
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"bench": time.process_time()}
+
+    def used(self) -> str:
+        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"bench": time.process_time()}
+        return ", ".join(f"{name} {now[name] - self.start[name]:.1f}" for name in now)
+
+
+async def raw_delivery(ep: MqttEndpoint, tenant: MqttEndpoint, payloads: list[bytes], broker: int) -> float:
     got = 0
     done = asyncio.Event()
 
@@ -76,10 +99,11 @@ async def raw_delivery(ep: MqttEndpoint, tenant: MqttEndpoint, payloads: list[by
     subscriber = await connect(ep, "raw", on_message)
     subscriber.subscribe(f"$share/raw{uuid.uuid4().hex[:6]}/billing/report", qos=1)
     await asyncio.sleep(0.5)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), Cpu(broker)
     await publish_all(tenant, payloads)
     await asyncio.wait_for(done.wait(), 300)
     elapsed = time.perf_counter() - started
+    print(f"raw: CPU seconds {cpu.used()} over {elapsed:.1f} s")
     await subscriber.disconnect()
     return len(payloads) / elapsed
 
@@ -108,7 +132,7 @@ async def count_topic(bootstrap: str, topic: str, ids: set[str], timeout: float,
 
 
 async def bridged(ep: MqttEndpoint, tenant: MqttEndpoint, bootstrap: str, topics: Topics, payloads: list[bytes],
-                  log: Path) -> float:
+                  log: Path, broker: int, profile: Path | None = None) -> float:
     ids = [msgspec.json.decode(p)["report_id"] for p in payloads]
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "METERLINE_TOPIC_PREFIX": topics.prefix,
            "MQTT_URL": f"mqtt://{ep.username}:{ep.password}@{ep.host}:{ep.port}",
@@ -127,10 +151,20 @@ async def bridged(ep: MqttEndpoint, tenant: MqttEndpoint, bootstrap: str, topics
                 break
             if warm > 30:
                 raise SystemExit(f"the bridge did not start; see {log}")
+        spy = None
+        if profile is not None:  # py-spy samples the bridge during the measured part only
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
+                                    "--rate", "250", "--nonblocking", "-o", str(profile), "--pid", str(proc.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await asyncio.sleep(1)  # py-spy attaches
         counter = asyncio.create_task(count_topic(bootstrap, topics.usage, set(ids[1:]), 300))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), Cpu(broker, proc.pid)
         await publish_all(tenant, payloads[1:])
         finished = await counter
+        print(f"bridged: CPU seconds {cpu.used()} over {finished - started:.1f} s")
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         return (len(payloads) - 1) / (finished - started)
     finally:
         proc.terminate()
@@ -141,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5,000 reports")
     parser.add_argument("--reports", type=int, default=20_000)
+    parser.add_argument("--profile", type=Path, help="record the bridge with py-spy into this file (raw stacks)")
     args = parser.parse_args()
     n = 5_000 if args.quick else args.reports
     work = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
@@ -161,12 +196,22 @@ def main() -> None:
                                          "usage": 150, "timestamp": 1_700_000_000_000 + i,
                                          "report_id": uuid.uuid4().hex, "metadata": {"customer": f"c{i % 9}"}})
                     for i in range(n + 1)]
-        raw = asyncio.run(raw_delivery(mosquitto.endpoint, tenant, payloads[1:]))
-        bridge = asyncio.run(bridged(mosquitto.endpoint, tenant, bootstrap, topics, payloads, work / "bridge.log"))
+        broker = mosquitto.pid or 0
+        raw = asyncio.run(raw_delivery(mosquitto.endpoint, tenant, payloads[1:], broker))
+        bridge = asyncio.run(bridged(mosquitto.endpoint, tenant, bootstrap, topics, payloads, work / "bridge.log",
+                                     broker, args.profile))
         print(f"{n} QoS 1 reports, {len(payloads[0])} bytes each")
         print(f"raw Mosquitto delivery      : {raw:9,.0f} reports/s")
         print(f"bridge Mosquitto -> Kafka   : {bridge:9,.0f} reports/s  ratio to raw = {bridge / raw:.2f}")
-        print(f"load average: {os.getloadavg()[0]:.1f}")
+        warnings = [line for line in (work / "bridge.log").read_text(errors="replace").splitlines()
+                    if "WARNING" in line or "ERROR" in line]
+        print(f"bridge log: {len(warnings)} warning/error line(s){': ' + warnings[0] if warnings else ''}")
+        note = f"quick: {n:,} reports" if args.quick else ""
+        target("bridge reports/s", f"{bridge / 1000:.1f}k reports/s", f">= {TARGET_RATE // 1000}k reports/s",
+               bridge >= TARGET_RATE, note)
+        target("bridge vs raw", f"{bridge / raw:.2f}x raw ({raw / 1000:.1f}k reports/s)", f">= {TARGET_RATIO}x raw",
+               bridge / raw >= TARGET_RATIO, note)
+        print(load_average())
     shutil.rmtree(work, ignore_errors=True)
 
 

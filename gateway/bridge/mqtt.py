@@ -283,7 +283,8 @@ class MqttBridge:
                 raise asyncio.CancelledError from exc  # leave the message unacked for redelivery
             log.warning("MQTT bridge: Kafka unavailable (%s); retrying in %.1fs", exc, delay)
 
-        await retry(lambda: self.producer.send(kafka_topic, key or b"", values), retry_on=KafkaUnavailable,
+        await retry(lambda: self.producer.send(kafka_topic, key or b"", values, as_batch=True),
+                    retry_on=KafkaUnavailable,
                     first=self.retry_delay, ceiling=5.0, on_error=failed)
 
     # --- key status -------------------------------------------------------------------------------

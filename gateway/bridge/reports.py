@@ -1,16 +1,18 @@
-"""Billing reports a batch at a time: one Kafka send per agent, PUBACKs after Kafka acknowledged them.
+"""Billing reports a group at a time: one Kafka send per agent, PUBACKs after Kafka acknowledged them.
 
 A task per report (gmqtt's way with manual acknowledgements) spent most of the bridge's time in
-asyncio bookkeeping: task creation, a timeout, ``asyncio.wait`` and a PUBACK write per report
-(py-spy, ``docs/capacity.md``). Here a report is appended to a list as gmqtt parses it; the list is
-handed over once the bytes of one socket read are parsed (``call_soon``), so a batch is what the broker
-sent since the last look, with no added wait. A batch is validated, turned into records and sent in one
-``EventProducer.send`` per (Kafka topic, key) — per agent, since the key is the agent — and each
-group's PUBACKs go out in one write once Kafka acknowledged that group. A group that Kafka does not
-take is retried and never acknowledged; reports of a connection that has since closed are not
-acknowledged on the new one (the broker redelivers them and the workers drop the copy by report id).
-Batches overlap: a new one starts while earlier ones wait on Kafka, bounded by the receive maximum
-the bridge announces to the broker.
+asyncio bookkeeping: task creation, a timeout, ``asyncio.wait`` and a PUBACK write per report; and
+aiokafka's per-record ``send`` (partitioner, a future a record) took a third of what was left (py-spy,
+``docs/capacity.md``). Here a report is appended to a list as gmqtt parses it; the list is handed over
+once the bytes of one socket read are parsed (``call_soon``, no added wait), validated and turned into
+records grouped by (Kafka topic, key) — the key is the agent. Each group goes to Kafka in one
+``EventProducer.send(as_batch=True)``, and its PUBACKs leave in one write once Kafka acknowledged it.
+One send per key is in flight at a time: reports of that key arriving meanwhile gather into its next
+send (aiokafka keeps one request in flight per broker anyway), so groups grow with Kafka's latency
+instead of queueing behind it; different keys are sent concurrently, and the receive maximum the
+bridge announces bounds what waits. A group Kafka does not take is retried and never acknowledged;
+reports of a connection that has since closed are not acknowledged on the new one (the broker
+redelivers them and the workers drop the copy by report id).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class _Group:
 
 
 class ReportBatcher:
-    """Collects ``(connection, packet id, payload)`` of reports and bridges them a batch at a time.
+    """Collects ``(connection, packet id, payload)`` of reports and bridges them a group at a time.
 
     ``convert`` turns a payload into its ``Record`` (never raises); ``produce`` returns once Kafka
     acknowledged every value (retrying inside; cancelled → nothing acknowledged); ``current`` says
@@ -76,7 +78,13 @@ class ReportBatcher:
         self._convert, self._produce, self._current, self._count = convert, produce, current, count
         self._pending: list[tuple[Connection, int, bytes]] = []
         self._scheduled = False
-        self.tasks: set[asyncio.Task[None]] = set()
+        self._open: dict[tuple[str, bytes], _Group] = {}  # collecting while the key's send is in flight
+        self._senders: dict[tuple[str, bytes], asyncio.Task[None]] = {}
+
+    @property
+    def tasks(self) -> set[asyncio.Task[None]]:
+        """The sends in progress (one per Kafka topic and key)."""
+        return set(self._senders.values())
 
     def add(self, connection: Connection, mid: int, payload: bytes) -> None:
         self._pending.append((connection, mid, payload))
@@ -85,20 +93,13 @@ class ReportBatcher:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def flush(self) -> None:
-        """Start bridging what was collected (at shutdown: so that ``tasks`` holds every report taken)."""
+        """Hand over what was collected now (at shutdown: so that ``tasks`` covers every report taken)."""
         self._flush()
 
     def _flush(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._bridge(batch))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def _bridge(self, batch: list[tuple[Connection, int, bytes]]) -> None:
-        groups: dict[tuple[str, bytes], _Group] = {}
-        convert = self._convert
+        convert, groups = self._convert, self._open
         for connection, mid, payload in batch:
             record = convert(payload)
             group = groups.get((record.topic, record.key))
@@ -109,11 +110,20 @@ class ReportBatcher:
             group.outcomes[record.outcome] = group.outcomes.get(record.outcome, 0) + 1
             if record.outcome == BRIDGED:
                 group.report_ids.append(record.report_id)
-        results = await asyncio.gather(*(self._send(topic, key, group) for (topic, key), group in groups.items()),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                log.error("MQTT bridge: a batch of reports failed; left unacknowledged for redelivery: %r", result)
+        loop = asyncio.get_running_loop()
+        for group_key in groups.keys() - self._senders.keys():
+            self._senders[group_key] = loop.create_task(self._sender(group_key))
+
+    async def _sender(self, group_key: tuple[str, bytes]) -> None:
+        """Send the key's open group, then whatever gathered meanwhile, until nothing is left."""
+        try:
+            while (group := self._open.pop(group_key, None)) is not None:
+                await self._send(*group_key, group)
+        except Exception:
+            log.exception("MQTT bridge: sending reports to Kafka failed; they stay unacknowledged (the broker "
+                          "redelivers them after a reconnect)")
+        finally:
+            del self._senders[group_key]
 
     async def _send(self, topic: str, key: bytes, group: _Group) -> None:
         await self._produce(topic, key, group.values)

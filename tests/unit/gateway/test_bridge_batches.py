@@ -85,6 +85,7 @@ async def test_pubacks_only_after_kafka_acked_each_group() -> None:
     groups["dead", b""][1].set_result(None)
     groups["usage", b"b"][1].set_result(None)
     await asyncio.wait(reports.tasks)
+    assert not reports.tasks
     assert sorted(conn.acked()) == [1, 2, 3, 4, 5]
     assert counts == {BRIDGED: 4, "schema": 1}
 
@@ -124,19 +125,26 @@ async def test_no_puback_on_a_connection_that_is_no_longer_live(what: str) -> No
     assert counts == {BRIDGED: 1}  # it did reach Kafka
 
 
-async def test_batches_overlap_while_kafka_is_slow() -> None:
-    """A second socket read's reports go to Kafka while the first batch still waits for its ack."""
+async def test_reports_of_a_key_gather_while_its_send_waits_on_kafka() -> None:
+    """One send per key in flight: later reads' reports of that key go out together after its ack,
+    while another key's reports are sent at once."""
     kafka, conn, counts = FakeKafka(), FakeConnection(), {}
     reports = batcher(kafka, [conn], counts)
     reports.add(conn, 1, b"a:1")
     await kafka.arrived.wait()
-    kafka.arrived.clear()
-    reports.add(conn, 2, b"a:2")
-    await kafka.arrived.wait()
-    assert [values for _, _, values, _ in kafka.calls] == [[b"a:1"], [b"a:2"]]
+    for mid, payload in [(2, b"a:2"), (3, b"b:3")]:
+        reports.add(conn, mid, payload)
+        await settle()  # separate socket reads
+    reports.add(conn, 4, b"a:4")
+    await settle()
+    assert [values for _, _, values, _ in kafka.calls] == [[b"a:1"], [b"b:3"]]
     kafka.calls[1][3].set_result(None)
     await settle()
-    assert conn.acked() == [2]
+    assert conn.acked() == [3]
     kafka.calls[0][3].set_result(None)
+    await settle()
+    assert [values for _, _, values, _ in kafka.calls][2:] == [[b"a:2", b"a:4"]]
+    assert conn.acked() == [3, 1]
+    kafka.calls[2][3].set_result(None)
     await asyncio.wait(reports.tasks)
-    assert conn.acked() == [2, 1]
+    assert conn.acked() == [3, 1, 2, 4] and not reports.tasks
