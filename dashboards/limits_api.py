@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboards import openapi as doc
 from dashboards.limits import LimitNotFound, Limits, LimitsError, parse_limit
+from dashboards.queries import utcnow
 from dashboards.routes import ClientFactory, Reader, Views
 from meterline.errors import InfrastructureError
 from schemas.limits import QUANTITY_PATTERN
@@ -136,7 +137,8 @@ class LimitCheck(_Doc):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     **doc.READ_ERRORS,
-    400: {"model": doc.Problem, "description": "No such meter, a unit that is not the meter's, or too many limits"},
+    400: {"model": doc.Problem, "description": "No such meter, a unit that is not the meter's, too many limits, "
+                                               "or an `at` outside 1970-2149"},
 }
 ONE_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS, 404: {"model": doc.Problem, "description": "The agent has no limit with this id"}}
@@ -158,10 +160,22 @@ async def _run(client: ClientFactory, fn: Callable[[Limits], T]) -> T:
     return result
 
 
+#: the instants whose periods the rollups can hold (their ``Date`` days run from 1970 to 2149)
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2149, 5, 1, tzinfo=UTC)
+
+
 def _utc(value: datetime | None) -> datetime | None:
+    """``at`` in UTC (no offset means UTC); 400 outside the days the rollups can hold."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "at out of range") from exc
+    if not _EARLIEST <= moment < _LATEST:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"at must lie between {_EARLIEST:%Y-%m-%d} and "
+                                                         f"{_LATEST:%Y-%m-%d}")
+    return moment
 
 
 # --- the routes -----------------------------------------------------------------------------------
@@ -172,9 +186,9 @@ router = APIRouter(prefix="/v1/agents/{agent_id}/limits", tags=["limits"], depen
 @router.get("", summary="The agent's usage limits, each with what it has used in its period",
             operation_id="agent_limits", response_model=None, responses={200: {"model": LimitList}, **ERRORS})
 async def list_limits(agent_id: Reader, client: Views, at: AtParam = None) -> dict[str, Any]:
-    moment = _utc(at)
+    moment = _utc(at) or utcnow()
     states = await _run(client, lambda lim: lim.status(agent_id, moment))
-    return {"agent_id": agent_id, "at": moment or datetime.now(UTC), "limits": states}
+    return {"agent_id": agent_id, "at": moment, "limits": states}
 
 
 @router.post("", summary="Set a usage limit (a new one, or a new quantity for the same terms)",

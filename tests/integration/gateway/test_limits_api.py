@@ -164,6 +164,15 @@ def test_another_agents_key_is_refused_and_the_operator_may_manage_any(gateway: 
         assert operator.delete(f"/v1/agents/agent-b/limits/{made.json()['limit_id']}").status_code == 204
 
 
+@pytest.mark.parametrize("at", ["1969-12-31T23:59:59Z", "2149-05-01T00:00:00Z", "9999-12-31T23:59:59-01:00"])
+def test_an_instant_the_rollups_cannot_hold_is_refused(gateway: tuple[Gateway, Client], at: str) -> None:
+    gw, _ = gateway
+    with gw.http(gw.key_a) as http:
+        for path, params in (("/check", {"meter": "llm", "at": at}), ("", {"at": at})):
+            resp = http.get(f"/v1/agents/agent-a/limits{path}", params=params)
+            assert resp.status_code == 400 and "at " in resp.json()["detail"], resp.text
+
+
 @pytest.mark.parametrize(("body", "status", "says"), [
     ({"meter": "gpu", "period": "day", "limit": "1"}, 400, "no meter 'gpu'"),
     ({"meter": "llm", "unit": "seconds", "period": "day", "limit": "1"}, 400, "counts tokens, not 'seconds'"),
