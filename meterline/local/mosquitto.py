@@ -177,7 +177,9 @@ class LocalMosquitto(ChildService):
             f"persistence_location {persistence}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"
-            "max_inflight_messages 100\n"
+            # QoS 1 messages in flight per client without an MQTT 5 receive maximum of its own (the bridge
+            # announces one), and the receive maximum the broker announces to publishers
+            "max_inflight_messages 1000\n"
             f"log_dest file {self.data_dir / 'mosquitto.log'}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             "# services (bridge, admin): client ids of their own\n"
