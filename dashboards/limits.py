@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 _COLUMNS: Final = ("agent_id", "limit_id", "scope", "customer_id", "meter", "unit", "model", "period", "quantity",
                    "created_at", "updated_at", "version", "deleted")
+#: On a cluster ``limits`` is a Distributed table: the write must have reached its shard when the insert
+#: returns, or the listing that answers a ``set`` (and the next check) might not see it yet.
+_WRITE_SETTINGS: Final[dict[str, Any]] = {**INSERT_SETTINGS, "distributed_foreground_insert": 1}
 #: Puts (``deleted`` False; with a webhook URL, or None to keep the rule's) or deletes the alert rule that
 #: watches a limit, returning the rule's webhook secret when the rule was created now.
 RuleSync = Callable[[Client, Limit, bool, str | None], str | None]
@@ -168,7 +171,7 @@ class Limits:
         row = [limit.agent_id, limit.limit_id, limit.scope, limit.customer_id or "", limit.meter, limit.unit,
                limit.model, limit.period, quantity_text(limit.quantity), limit.created_at, limit.updated_at,
                time.time_ns(), int(deleted)]
-        self.client.insert("limits", [row], column_names=list(_COLUMNS), settings=INSERT_SETTINGS)
+        self.client.insert("limits", [row], column_names=list(_COLUMNS), settings=_WRITE_SETTINGS)
 
     # --- reading ----------------------------------------------------------------------------------
     def find(self, agent_id: str, limit_id: str = "") -> list[Limit]:
@@ -188,8 +191,11 @@ class Limits:
     def status(self, agent_id: str, at: datetime | None = None, limit_id: str = "") -> list[dict[str, Any]]:
         """Every limit of ``agent_id`` with what it has used in its period holding ``at`` (default now), and
         the state of its alert rule (``ok``, ``firing``; None without one)."""
+        return self.states(agent_id, self.find(agent_id, limit_id), at)
+
+    def states(self, agent_id: str, limits: list[Limit], at: datetime | None = None) -> list[dict[str, Any]]:
+        """``limits`` (of ``agent_id``, as in hand: a limit just written need not be read back) with their use."""
         at = at or utcnow()
-        limits = self.find(agent_id, limit_id)
         usage = self._usage(agent_id, limits, at)
         rules = {r["rule_id"]: r["state"] for r in alerts.list_rules(self.client, agent_id)} if limits else {}
         return [self._state(lim, usage, at, Decimal(0))

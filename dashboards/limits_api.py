@@ -200,7 +200,7 @@ async def set_limit(agent_id: Reader, client: Views, body: LimitBody, response: 
                     ) -> dict[str, Any]:
     def put(limits: Limits) -> dict[str, Any]:
         stored = limits.put(parse_limit(agent_id, body.model_dump()), webhook_url=body.webhook_url)
-        return limits.status(agent_id, limit_id=stored.limit.limit_id)[0] | {
+        return limits.states(agent_id, [stored.limit])[0] | {
             "created": stored.created, "alert_secret": stored.alert_secret}
 
     state = await _run(client, put)

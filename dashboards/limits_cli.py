@@ -129,7 +129,7 @@ class _LocalLimits:
 
     def set_limit(self, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
         stored = self.store.put(parse_limit(agent_id, body), webhook_url=body.get("webhook_url"))
-        return self.store.status(agent_id, limit_id=stored.limit.limit_id)[0] | {
+        return self.store.states(agent_id, [stored.limit])[0] | {
             "created": stored.created, "alert_secret": stored.alert_secret}
 
     def limits(self, agent_id: str) -> list[dict[str, Any]]:
