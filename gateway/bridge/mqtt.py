@@ -2,20 +2,22 @@
 
 Client: gmqtt with ``optimistic_acknowledgement=False`` over MQTT 5 (gmqtt forces optimistic acks
 for MQTT 3.1.1, so the bridge always speaks MQTT 5). Reports do not take gmqtt's per-message path
-(a task per message, PUBACK with the reason code it returns): the bridge takes QoS 1 ``billing/report``
-publishes from gmqtt's packet handler as they are parsed and hands them to ``reports.ReportBatcher``,
-which sends the PUBACKs itself once Kafka acknowledged the records (the hook is checked at start-up:
-``_hook_reports``). Other topics keep gmqtt's path, acknowledged when their async handler returns.
+(a task per message, a PUBACK with the reason code it returns): ``reports.take_reports`` takes QoS 1
+``billing/report`` publishes from gmqtt's packet handler as they are parsed and hands them to
+``reports.ReportBatcher``, which sends the PUBACKs itself once Kafka acknowledged the records. Other
+topics keep gmqtt's path, acknowledged when their async handler returns (as would reports, were the
+hook not in place: ``_report``, one at a time).
+
 A report Kafka does not take is retried and never acked; if the bridge stops or dies meanwhile, the
 broker keeps the message in the persistent session (clean start off, session expiry 7 days, stable
 client id) and redelivers it. A death after Kafka's ack and before the PUBACK (fault point
-``bridge.after_produce``) puts the report into Kafka twice (and the rest of its batch group with it);
-the workers drop the second by report id. The bridge announces a receive maximum
+``bridge.after_produce``) puts the report into Kafka twice (with the rest of its group); the
+workers drop the second by report id. The bridge announces a receive maximum
 (``GatewaySettings.bridge_receive_maximum``): how many unacknowledged reports the broker may have
-out to it, which with Kafka's ack latency bounds its rate (Mosquitto's ``max_inflight_messages``
-applies only to clients that announce none). Subscriptions are shared
-(``$share/<group>/...``) so replicas split the load, and re-made on every (re)connect: Mosquitto
-2.0 does not restore shared subscriptions of persistent sessions.
+out to it, which over Kafka's ack latency bounds its rate (Mosquitto's ``max_inflight_messages``
+applies only to clients that announce none). Subscriptions are shared (``$share/<group>/...``) so
+replicas split the load, and re-made on every (re)connect: Mosquitto 2.0 does not restore shared
+subscriptions of persistent sessions.
 
 Ready (``connected``, and MQTT in ``/readyz``) means the broker GRANTED the subscriptions (its SUBACK),
 not that they were sent: with a new share group, a report published between the SUBSCRIBE and its
@@ -58,7 +60,7 @@ from schemas.mqtt import CLIENT_TOPICS, HEARTBEAT, KEYS_REQUEST, KEYS_STATUS, KE
 from schemas.topics import Topics
 
 from .messages import dead_letter, decode_report, key_status, key_updates, now_ms, usage_record
-from .reports import BRIDGED, Connection, Record, ReportBatcher
+from .reports import BRIDGED, Connection, Record, ReportBatcher, take_reports
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class MqttBridge:
         self._reports = ReportBatcher(convert=self._convert, produce=self._produce, current=self._is_current,
                                       count=lambda outcome, n: self.metrics.mqtt_messages.labels(REPORT, outcome)
                                       .inc(n))
-        self._hook_reports()
+        take_reports(self._client, REPORT, self._reports)
         if username:
             self._client.set_auth_credentials(username, password)
         self._client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
@@ -218,23 +220,6 @@ class MqttBridge:
         return _PUBACK_OK
 
     # --- reports (a batch at a time: reports.py) ----------------------------------------------------
-    def _hook_reports(self) -> None:
-        """Take QoS 1 reports from gmqtt's packet handler (``_handle_qos_1_publish_packet(mid, payload,
-        topic, properties)``, called as each PUBLISH is parsed); other topics go on to gmqtt's own."""
-        handler = self._client._package_handler
-        own = getattr(handler, "_handle_qos_1_publish_packet", None)
-        if own is None or not hasattr(handler, "current_connection"):
-            raise RuntimeError("this gmqtt version has no _handle_qos_1_publish_packet/current_connection: the "
-                               "bridge cannot acknowledge reports after Kafka's ack with it")
-
-        def qos_1(mid: int, payload: bytes, topic: str, properties: Any) -> None:
-            if topic == REPORT:
-                self._reports.add(handler.current_connection, mid, payload)
-            else:
-                own(mid, payload, topic, properties)
-
-        handler._handle_qos_1_publish_packet = qos_1
-
     def _is_current(self, connection: Connection) -> bool:
         return bool(self._client._package_handler.current_connection is connection and not connection.is_closing())
 

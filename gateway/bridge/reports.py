@@ -22,7 +22,7 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from meterline import faults
 
@@ -149,4 +149,40 @@ class ReportBatcher:
                          "the broker redelivers them and the workers drop the copies", len(packets))
 
 
-__all__ = ["BRIDGED", "Connection", "Record", "ReportBatcher", "puback"]
+def take_reports(client: Any, topic: str, batcher: ReportBatcher) -> None:
+    """Hand QoS 1 publishes on ``topic`` from gmqtt's packet handler to ``batcher``, as they are parsed.
+
+    gmqtt's own path (``_handle_publish_packet``: the properties into a dict, the topic decoded, a
+    task per message and a PUBACK per handler) is replaced for them by a lean parse of the MQTT 5
+    PUBLISH: topic, packet id, properties skipped by their length, payload. Any other publish
+    (other topics, QoS 0, a topic alias) goes on to gmqtt's path. Raises when the gmqtt in use lacks
+    the two attributes this relies on, rather than acknowledging reports some other way.
+    """
+    handler = client._package_handler
+    own = getattr(handler, "_handle_publish_packet", None)
+    if own is None or not hasattr(handler, "current_connection"):
+        raise RuntimeError("this gmqtt has no _handle_publish_packet/current_connection: the MQTT bridge cannot "
+                           "acknowledge reports after Kafka's ack with it")
+    wanted = topic.encode()
+    size = len(wanted)
+    after_topic = 2 + size
+
+    def publish(cmd: int, raw: bytes) -> None:
+        if cmd & 0x06 == 0x02 and raw[0] << 8 | raw[1] == size and raw[2:after_topic] == wanted:  # QoS 1, topic
+            mid = raw[after_topic] << 8 | raw[after_topic + 1]
+            pos, length, shift = after_topic + 2, 0, 0
+            while True:  # property length: a variable byte integer
+                byte = raw[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+            batcher.add(handler.current_connection, mid, raw[pos + length:])
+        else:
+            own(cmd, raw)
+
+    handler._handle_publish_packet = publish
+
+
+__all__ = ["BRIDGED", "Connection", "Record", "ReportBatcher", "puback", "take_reports"]

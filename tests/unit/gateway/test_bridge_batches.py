@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from gateway.bridge.reports import BRIDGED, Record, ReportBatcher, puback
+from gateway.bridge.reports import BRIDGED, Record, ReportBatcher, puback, take_reports
 
 
 class FakeConnection:
@@ -69,7 +69,7 @@ def test_puback_is_an_mqtt5_success_puback() -> None:
 
 
 async def test_pubacks_only_after_kafka_acked_each_group() -> None:
-    kafka, conn, counts = FakeKafka(), FakeConnection(), {}
+    kafka, conn, counts = FakeKafka(), FakeConnection(), dict[str, int]()
     reports = batcher(kafka, [conn], counts)
     for mid, payload in enumerate([b"a:1", b"b:2", b"a:3", b"bad", b"b:4"], start=1):
         reports.add(conn, mid, payload)  # one socket read's worth: one batch
@@ -91,7 +91,7 @@ async def test_pubacks_only_after_kafka_acked_each_group() -> None:
 
 
 async def test_a_group_kafka_refuses_is_never_acknowledged() -> None:
-    kafka, conn, counts = FakeKafka(), FakeConnection(), {}
+    kafka, conn, counts = FakeKafka(), FakeConnection(), dict[str, int]()
     reports = batcher(kafka, [conn], counts)
     reports.add(conn, 7, b"a:7")
     reports.add(conn, 8, b"b:8")
@@ -110,7 +110,7 @@ async def test_a_group_kafka_refuses_is_never_acknowledged() -> None:
 async def test_no_puback_on_a_connection_that_is_no_longer_live(what: str) -> None:
     """Reports taken on a connection that closed are in Kafka but not acknowledged on the new one: the
     broker redelivers them (the workers drop the copy). The live connection's reports are acknowledged."""
-    kafka, old, new, counts = FakeKafka(), FakeConnection(), FakeConnection(), {}
+    kafka, old, new, counts = FakeKafka(), FakeConnection(), FakeConnection(), dict[str, int]()
     live = [old]
     reports = batcher(kafka, live, counts)
     reports.add(old, 1, b"a:1")
@@ -128,7 +128,7 @@ async def test_no_puback_on_a_connection_that_is_no_longer_live(what: str) -> No
 async def test_reports_of_a_key_gather_while_its_send_waits_on_kafka() -> None:
     """One send per key in flight: later reads' reports of that key go out together after its ack,
     while another key's reports are sent at once."""
-    kafka, conn, counts = FakeKafka(), FakeConnection(), {}
+    kafka, conn, counts = FakeKafka(), FakeConnection(), dict[str, int]()
     reports = batcher(kafka, [conn], counts)
     reports.add(conn, 1, b"a:1")
     await kafka.arrived.wait()
@@ -148,3 +148,61 @@ async def test_reports_of_a_key_gather_while_its_send_waits_on_kafka() -> None:
     kafka.calls[2][3].set_result(None)
     await asyncio.wait(reports.tasks)
     assert conn.acked() == [3, 1, 2, 4] and not reports.tasks
+
+
+class FakeHandler:
+    """gmqtt's packet handler as far as ``take_reports`` uses it."""
+
+    def __init__(self) -> None:
+        self.current_connection = FakeConnection()
+        self.passed_on: list[tuple[int, bytes]] = []
+
+    def _handle_publish_packet(self, cmd: int, raw: bytes) -> None:
+        self.passed_on.append((cmd, raw))
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self._package_handler = FakeHandler()
+
+
+def publish(topic: bytes, mid: int, properties: bytes, payload: bytes) -> bytes:
+    """The variable header and payload of an MQTT 5 PUBLISH (what gmqtt hands its handler)."""
+    length, varint = len(properties), b""
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        varint += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            break
+    return struct.pack("!H", len(topic)) + topic + struct.pack("!H", mid) + varint + properties + payload
+
+
+async def test_take_reports_parses_qos1_reports_and_passes_on_the_rest() -> None:
+    taken: list[tuple[object, int, bytes]] = []
+
+    class Collect(ReportBatcher):
+        def add(self, connection: object, mid: int, payload: bytes) -> None:
+            taken.append((connection, mid, payload))
+
+    client = FakeClient()
+    handler = client._package_handler
+    take_reports(client, "billing/report", Collect(convert=convert, produce=FakeKafka().produce,
+                                                   current=lambda c: True, count=lambda o, n: None))
+    # a user property of 206 bytes: its property length takes two bytes
+    user_property = b"\x26" + struct.pack("!H", 1) + b"k" + struct.pack("!H", 200) + b"v" * 200
+    packets = [(0x32, publish(b"billing/report", 0x0102, b"", b'{"a":1}')),
+               (0x3A, publish(b"billing/report", 7, user_property, b"payload")),  # DUP, QoS 1
+               (0x32, publish(b"billing/heartbeat", 8, b"", b"{}")),
+               (0x30, b"\x00\x0ebilling/report\x00{}"),  # QoS 0: no packet id
+               (0x32, publish(b"billing/reports", 9, b"", b"x"))]
+    for cmd, raw in packets:
+        handler._handle_publish_packet(cmd, raw)
+    assert taken == [(handler.current_connection, 0x0102, b'{"a":1}'), (handler.current_connection, 7, b"payload")]
+    assert handler.passed_on == packets[2:]
+
+
+def test_take_reports_refuses_a_gmqtt_without_its_hook() -> None:
+    client = FakeClient()
+    del client._package_handler.current_connection
+    with pytest.raises(RuntimeError, match="cannot acknowledge reports after Kafka's ack"):
+        take_reports(client, "billing/report", batcher(FakeKafka(), [], {}))
