@@ -131,6 +131,7 @@ class MqttBridge:
 
     async def start(self) -> None:
         self._stopping = False
+        self._reports.closed = False
         for record in self.registry.records():
             self._learn(record)
         self._connector = asyncio.create_task(self._connect_loop(), name="mqtt-bridge-connect")
@@ -155,7 +156,7 @@ class MqttBridge:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
-        self._reports.flush()
+        self._reports.close()
         if in_flight := self._handlers | self._reports.tasks:
             _, pending = await asyncio.wait(in_flight, timeout=drain_timeout)
             for task in pending:

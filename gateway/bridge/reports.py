@@ -80,6 +80,7 @@ class ReportBatcher:
         self._scheduled = False
         self._open: dict[tuple[str, bytes], _Group] = {}  # collecting while the key's send is in flight
         self._senders: dict[tuple[str, bytes], asyncio.Task[None]] = {}
+        self.closed = False  # stopping: reports are no longer taken (unacknowledged, the broker redelivers)
 
     @property
     def tasks(self) -> set[asyncio.Task[None]]:
@@ -87,13 +88,16 @@ class ReportBatcher:
         return set(self._senders.values())
 
     def add(self, connection: Connection, mid: int, payload: bytes) -> None:
+        if self.closed:
+            return
         self._pending.append((connection, mid, payload))
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def flush(self) -> None:
-        """Hand over what was collected now (at shutdown: so that ``tasks`` covers every report taken)."""
+    def close(self) -> None:
+        """Take no more reports and hand over those taken, so that ``tasks`` covers all of them."""
+        self.closed = True
         self._flush()
 
     def _flush(self) -> None:

@@ -206,3 +206,17 @@ def test_take_reports_refuses_a_gmqtt_without_its_hook() -> None:
     del client._package_handler.current_connection
     with pytest.raises(RuntimeError, match="cannot acknowledge reports after Kafka's ack"):
         take_reports(client, "billing/report", batcher(FakeKafka(), [], {}))
+
+
+async def test_closing_takes_no_more_reports_and_hands_over_the_taken_ones() -> None:
+    kafka, conn, counts = FakeKafka(), FakeConnection(), dict[str, int]()
+    reports = batcher(kafka, [conn], counts)
+    reports.add(conn, 1, b"a:1")
+    reports.close()  # before the loop ran the hand-over: close does it
+    assert len(reports.tasks) == 1
+    reports.add(conn, 2, b"a:2")  # after close: not taken, so never acknowledged (the broker redelivers)
+    await kafka.arrived.wait()
+    kafka.calls[0][3].set_result(None)
+    await asyncio.wait(reports.tasks)
+    await settle()
+    assert [values for _, _, values, _ in kafka.calls] == [[b"a:1"]] and conn.acked() == [1]
