@@ -26,6 +26,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
+from meterline import heap
 from meterline.clickhouse import get_client
 from meterline.kafka_admin import create_topics
 from meterline.paths import data_home
@@ -93,6 +94,7 @@ class WorkerService(Service):
         self.alerts = alert_service(s)  # the alert evaluator (docs/alerts.md): where ClickHouse is written
         if self.alerts is not None:
             await self.alerts.start()
+        heap.settle()  # start-up's objects out of the collector's reach (meterline/heap.py says why)
         log.info("stream worker %s started (mode %s, process=%s, writes ClickHouse=%s)",
                  s.app_id, s.sink_mode, s.process, s.writes_clickhouse)
 
