@@ -40,6 +40,12 @@ from meterline.settings import StackSettings
 from meterline_cli.infra import LocalInfra
 
 DEFAULT_AGENT = "demo-agent"
+#: Partitions of the data topics a new local stack creates, unless METERLINE_PARTITIONS says otherwise.
+#: One process consumes them all and one thread inserts them into the embedded engine, so more
+#: partitions buy no parallelism here, only more inserts: every insert costs ~0.1 s of CPU whatever its
+#: size (the rollup views and projections run per insert), i.e. 0.6 s of CPU a second with 6 partitions
+#: closing a batch each second (docs/capacity.md, "Where the time goes"). Existing topics keep theirs.
+LOCAL_PARTITIONS = 1
 
 
 def register(sub: Any) -> None:
@@ -226,6 +232,7 @@ def run_embedded(banner: str, stop: BoundedStop, operator_token: str | None = No
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    os.environ.setdefault("METERLINE_PARTITIONS", str(LOCAL_PARTITIONS))  # read by every settings object below
     settings = StackSettings()
     stop = BoundedStop(STOP_DEADLINE_S)
     stop.install_signal_handlers()
