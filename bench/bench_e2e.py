@@ -202,7 +202,7 @@ async def stored(client: httpx.AsyncClient, gateway: str, run: str) -> tuple[int
 
 
 async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
-                  profile: Path | None = None) -> Result:
+                  profile: Path | None = None, reads: bool = True) -> Result:
     import resource
 
     run = f"r{uuid.uuid4().hex[:8]}"
@@ -214,7 +214,7 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=8)) as client:
         tasks = [asyncio.create_task(probes.markers(client)), asyncio.create_task(probes.poll(client)),
-                 asyncio.create_task(probes.read(client, AGENTS))]
+                 asyncio.create_task(probes.read(client, AGENTS) if reads else probes.stop.wait())]
         spy = None
         main_pid = next(iter(dep.pids.values()))
         threads_before = thread_cpu(main_pid)
@@ -222,7 +222,7 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
             profile.mkdir(parents=True, exist_ok=True)
             pid = next(iter(dep.pids.values()))
             spy = await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--rate", "100",
+                str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "--threads", "--rate", "100",
                 "--format", "raw", "--duration", f"{seconds:.0f}", "-o", str(profile / f"{dep.name}.txt"),
                 "--pid", str(pid), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         started = time.monotonic()
@@ -268,6 +268,9 @@ def report(name: str, r: Result, note: str) -> None:
         f"{k} {percentile(v, 0.95):.0f} (n={len(v)})" for k, v in sorted(r.reads.items()))
           + f"; {r.read_errors} errors")
     busy = ", ".join(f"{k} {v:.1f}" for k, v in r.cpu.items())
+    stored = r.rate * r.seconds
+    if stored:  # CPU per entry: a figure a busy machine changes much less than entries/s
+        print("   CPU per stored entry: " + ", ".join(f"{k} {v / stored * 1e6:.0f} µs" for k, v in r.cpu.items()))
     print(f"   CPU seconds over the run: {busy}; load generator (wrk) {r.wrk_cpu:.1f} "
           f"({r.wrk_cpu / r.seconds * 100:.0f}% of a core); probes and reader (this process) {r.probe_cpu:.1f}")
     if name == "meterline up":
@@ -307,6 +310,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--only", choices=["up", "split", "pg"], action="append",
                         help="run only these parts (repeatable)")
+    parser.add_argument("--no-reads", action="store_true", help="no dashboard reader beside the load (to compare "
+                        "the ingest path's CPU alone)")
     parser.add_argument("--profile", type=Path, help="record the stack's main process with py-spy into this "
                         "directory (<deployment>.txt, collapsed stacks; see bench/pyspy_top.py)")
     args = parser.parse_args()
@@ -325,7 +330,7 @@ def main() -> None:
         with ExitStack() as stack:
             stack.callback(shutil.rmtree, work, True)
             dep = start(stack, work)
-            result = asyncio.run(measure(dep, args.connections, seconds, work, args.profile))
+            result = asyncio.run(measure(dep, args.connections, seconds, work, args.profile, not args.no_reads))
             report(title, result, note)
             if part == "up":
                 up_rate = result.rate

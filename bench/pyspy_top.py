@@ -3,7 +3,7 @@
     python bench/pyspy_top.py /tmp/prof/up.txt [--top 25] [--match gateway/]
 
 Self: samples whose innermost frame is the function. Total: samples with the function anywhere on the
-stack (counted once a sample). ``--match`` keeps only functions whose file contains that text.
+stack (counted once a sample). ``--match`` keeps only functions whose file contains that text; ``--thread`` only one thread's stacks.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("path", type=Path)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--match", default="")
+    parser.add_argument("--thread", default="", help="only stacks of threads whose name contains this "
+                        "(a recording made with --threads), e.g. MainThread")
     args = parser.parse_args()
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
@@ -41,6 +43,8 @@ def main() -> None:
         if not stack:
             continue
         n = int(count)
+        if args.thread and args.thread not in stack.split(";", 1)[0]:
+            continue
         samples += n
         frames = [frame_name(f) for f in stack.split(";")]
         own[frames[-1]] += n
