@@ -3,7 +3,8 @@
     python bench/pyspy_top.py /tmp/prof/up.txt [--top 25] [--match gateway/]
 
 Self: samples whose innermost frame is the function. Total: samples with the function anywhere on the
-stack (counted once a sample). ``--match`` keeps only functions whose file contains that text; ``--thread`` only one thread's stacks.
+stack (counted once a sample). ``--match`` keeps only functions whose file contains that text;
+``--thread`` keeps only one thread's stacks (of a recording made with ``--threads``).
 """
 
 from __future__ import annotations
