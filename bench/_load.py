@@ -6,8 +6,9 @@ spread of agents (one API key each), customers, tools, status codes, latencies a
 a few percent of a core; its Lua counts the 202s, so the run knows exactly which batches were acknowledged.
 
 Beside it, in the benchmark's own process: a prober that sends a marker batch every ``MARKER_EVERY_S``
-and one poller that asks the read API's SQL which markers are queryable (one query per tick for all
-of them, not one per marker), and a reader that requests every dashboard view in turn.
+and one poller that asks the store (the read API's SQL, or ClickHouse) which markers are queryable
+(one query per tick for all of them, not one per marker), and a reader that requests every dashboard
+view in turn.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ import random
 import re
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ENTRIES = 50
+#: (client, statement with {name:Type} parameters, parameters) -> rows, or None if the store did not answer
+SqlCall = Callable[[httpx.AsyncClient, str, dict[str, str]], Awaitable[list[list[Any]] | None]]
 MARKER_EVERY_S = 0.25
 POLL_EVERY_S = 0.05
 TOOLS = ["search", "chat", "summarize", "translate", "embed", "rerank", "classify", "extract", "plan", "code"]
@@ -161,6 +166,7 @@ class Probes:
     agent: str
     key: str
     run: str
+    sql: SqlCall  # what is queryable: the read API's SQL, or ClickHouse itself
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sent: dict[str, float] = field(default_factory=dict)  # marker id -> monotonic send time
     acked_entries: int = 0
@@ -202,13 +208,10 @@ class Probes:
             if waiting:
                 sql = ("SELECT request_id FROM request_logs WHERE agent_id = {a:String} AND "
                        "event_time >= now() - INTERVAL 5 MINUTE AND has(splitByChar(',', {ids:String}), request_id)")
-                params = {"a": self.agent, "ids": ",".join(waiting)}
-                reply = await client.post(f"{self.gateway}/v1/sql", json={"query": sql, "params": params},
-                                          headers=self._headers(self.operator))
+                rows = await self.sql(client, sql, {"a": self.agent, "ids": ",".join(waiting)})
                 now = time.monotonic()
-                if reply.status_code == 200:
-                    for (found,) in reply.json()["rows"]:
-                        self.freshness.append(now - waiting.pop(found))
+                for (found,) in rows or []:
+                    self.freshness.append(now - waiting.pop(found))
             await asyncio.sleep(POLL_EVERY_S)
 
     async def read(self, client: httpx.AsyncClient, agents: list[str]) -> None:

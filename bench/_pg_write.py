@@ -33,8 +33,9 @@ CREATE TABLE request_logs (
 FILL = """
 INSERT INTO request_logs (agent_id, request_id, method, path, status_code, response_ms, customer_id, tool_name,
                           "timestamp", request_body, response_body, x402_amount, x402_tx_hash)
-SELECT 'agent-' || (g % %(agents)s), md5(g::text), 'POST', '/v1/' || (g % 10), 200, (g % 2500)::float,
-       'cust-' || (g % 10000), (ARRAY%(tools)s)[1 + g % 10], now() - (g % 2592000) * interval '1 second',
+SELECT 'e2e-agent-' || mod(g, %(agents)s), md5(g::text), 'POST', '/v1/' || mod(g, 10), 200, mod(g, 2500)::float,
+       'cust-' || mod(g, 10000), (%(tools)s::text[])[1 + mod(g, 10)::int],
+       now() - mod(g, 2592000) * interval '1 second',
        '{"q":"hello"}', '{"ok":true}', 0, ''
 FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
 """
@@ -64,8 +65,8 @@ def prepare(conninfo: str, stored: int, agents: list[str]) -> float:
         pg.execute(SCHEMA)  # type: ignore[arg-type]  # a constant
         step = 1_000_000
         for start in range(0, stored, step):
-            pg.execute(FILL.replace("%(tools)s", str(TOOLS)),  # type: ignore[arg-type]
-                       {"agents": len(agents), "start": start, "stop": min(stored, start + step) - 1})
+            pg.execute(FILL, {"agents": len(agents), "tools": TOOLS, "start": start,  # type: ignore[arg-type]
+                              "stop": min(stored, start + step) - 1})
         with pg.cursor() as cur:
             cur.executemany("INSERT INTO agents (id) VALUES (%s)", [(a,) for a in agents])
         for statement in filter(None, (s.strip() for s in INDEXES.split(";"))):

@@ -12,11 +12,12 @@ Two deployments, each started here with its own home and free ports:
 
 Load: wrk, 16 connections, unique 50-entry batches for 10 agents (``_load.py``). Measured per
 deployment: entries/s from the first send until the last acknowledged row is queryable, ingest latency
-p50/p99 (wrk), freshness p50/p95/p99 (marker batches polled through ``POST /v1/sql``), lost and doubled
-(distinct ids vs rows in ClickHouse against the 202s counted by wrk), the p95 of every dashboard view
-read while ingesting, and the CPU the load generator and the processes took. Then the same entries
-through the seed's PostgreSQL write path (``_pg_write.py``) at 1 M and 10 M stored rows
-(100 k and 1 M with ``--quick``), as ratios to ``up``'s rate from this run.
+p50/p99 (wrk), freshness p50/p95/p99 (marker batches polled through ``POST /v1/sql``, or ClickHouse's
+HTTP interface in the split), lost and doubled (distinct ids vs rows in ClickHouse against the 202s
+counted by wrk), the p95 of every dashboard view read while ingesting, and the CPU the load generator
+and the processes took. Then the same entries through the seed's PostgreSQL write path
+(``_pg_write.py``, on the private cluster of ``dashboards_data.py``) at 1 M and 10 M stored rows (100 k
+and 1 M with ``--quick``), as ratios to ``up``'s rate from this run.
 
     python bench/bench_e2e.py [--quick] [--seconds 20] [--connections 16] [--only up|split|pg]
 """
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -57,12 +59,22 @@ TARGET_RATE, TARGET_P99_MS, TARGET_FRESH_P95_S, TARGET_READ_P95_MS = 45_000, 50.
 
 @dataclass
 class Deployment:
-    """A running stack: where to send, its keys, and the pids whose CPU counts."""
+    """A running stack: where to send, its keys, the pids whose CPU counts, and where to count rows."""
 
     name: str
     gateway: str
     keys: dict[str, str]
     pids: dict[str, int]
+    clickhouse: str | None = None  # ClickHouse's HTTP interface; None: the gateway's POST /v1/sql
+
+    async def sql(self, client: httpx.AsyncClient, query: str, params: dict[str, str]) -> list[list[Any]] | None:
+        if self.clickhouse is None:
+            reply = await client.post(f"{self.gateway}/v1/sql", json={"query": query, "params": params},
+                                      headers={"Authorization": f"Bearer {OPERATOR}"})
+            return reply.json()["rows"] if reply.status_code == 200 else None
+        reply = await client.post(self.clickhouse, content=query + " FORMAT JSONCompact",
+                                  params={"database": "meterline", **{f"param_{k}": v for k, v in params.items()}})
+        return reply.json()["data"] if reply.status_code == 200 else None
 
 
 @dataclass
@@ -185,20 +197,19 @@ def start_split(stack: ExitStack, work: Path) -> Deployment:
     pids = {name: p.pid for name, p in procs.items()}
     pids["chdb_http"] = ch.proc.pid if ch.proc else 0
     pids["kafka"] = int((work / "kafka" / "kafka.pid").read_text().split()[0])
-    return Deployment("split", gateway, keys, pids)
+    return Deployment("split", gateway, keys, pids, f"http://127.0.0.1:{ch.port}/")
 
 
 # ------------------------------------------------------------------------------------------- run
 
 
-async def stored(client: httpx.AsyncClient, gateway: str, run: str) -> tuple[int, int]:
+async def stored(client: httpx.AsyncClient, dep: Deployment, run: str) -> tuple[int, int]:
     """(rows, distinct request ids) of this run in ClickHouse."""
-    reply = await client.post(f"{gateway}/v1/sql", headers={"Authorization": f"Bearer {OPERATOR}"}, json={
-        "query": "SELECT count(), uniqExact(request_id) FROM request_logs WHERE startsWith(request_id, {r:String})",
-        "params": {"r": run + "-"}})
-    reply.raise_for_status()
-    rows, distinct = reply.json()["rows"][0]
-    return int(rows), int(distinct)
+    rows = await dep.sql(client, "SELECT count(), uniqExact(request_id) FROM request_logs "
+                         "WHERE startsWith(request_id, {r:String})", {"r": run + "-"})
+    if rows is None:
+        raise SystemExit("the store did not answer the count")
+    return int(rows[0][0]), int(rows[0][1])
 
 
 async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
@@ -209,7 +220,7 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
     script = wrk_script(run, dep.keys, work / f"{dep.name}.lua")
     warm = wrk_script(f"warm{uuid.uuid4().hex[:6]}", dep.keys, work / f"{dep.name}-warm.lua")
     await run_wrk(f"{dep.gateway}/v1/ingest", warm, connections, 3)
-    probes = Probes(dep.gateway, OPERATOR, AGENTS[0], dep.keys[AGENTS[0]], run)
+    probes = Probes(dep.gateway, OPERATOR, AGENTS[0], dep.keys[AGENTS[0]], run, dep.sql)
     cpu_before = {name: cpu_seconds(pid) for name, pid in dep.pids.items()}
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=8)) as client:
@@ -236,7 +247,7 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
         expected = wrk.acked * ENTRIES + probes.acked_entries
         rows = distinct = 0
         while time.monotonic() - ended < 120:
-            rows, distinct = await stored(client, dep.gateway, run)
+            rows, distinct = await stored(client, dep, run)
             if distinct >= expected:
                 break
             await asyncio.sleep(0.1)
@@ -246,7 +257,7 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in dep.pids.items()}
     probe_cpu = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
     top = sorted(threads.items(), key=lambda kv: -kv[1])[:8]
-    print(f"   {dep.name} main process, CPU seconds by thread during the load: "
+    print(f"   {next(iter(dep.pids))} process, CPU seconds by thread during the load: "
           + ", ".join(f"{k} {v:.1f}" for k, v in top if v >= 0.05))
     return Result(rate=distinct / (queryable - started), p50_ms=wrk.p50_ms, p99_ms=wrk.p99_ms, fresh=probes.freshness,
                   lost=max(0, expected - distinct), doubled=rows - distinct, reads=probes.reads,
@@ -288,9 +299,9 @@ def report(name: str, r: Result, note: str) -> None:
 
 def postgres(sizes: list[int], seconds: float, connections: int, up_rate: float | None, note: str) -> None:
     import _pg_write
-    from bench_dashboards import postgres_cluster
+    from dashboards_data import postgres_cluster  # bench_dashboards' private cluster (fsync off)
 
-    with postgres_cluster() as conninfo:
+    with postgres_cluster() as (conninfo, _):
         for size in sizes:
             prep = _pg_write.prepare(conninfo, size, AGENTS)
             row = _pg_write.drive(conninfo, "row", connections, seconds, AGENTS)
@@ -310,6 +321,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--only", choices=["up", "split", "pg"], action="append",
                         help="run only these parts (repeatable)")
+    parser.add_argument("--pg-rows", help="stored rows of the PostgreSQL runs, comma-separated (default 1M,10M; "
+                        "100k,1M with --quick)")
+    parser.add_argument("--pg-seconds", type=float, help="seconds per PostgreSQL run (default 10, 5 with --quick)")
     parser.add_argument("--no-reads", action="store_true", help="no dashboard reader beside the load (to compare "
                         "the ingest path's CPU alone)")
     parser.add_argument("--profile", type=Path, help="record the stack's main process with py-spy into this "
@@ -337,9 +351,12 @@ def main() -> None:
         print(f"   {load_average()}")
     if "pg" in parts:
         sizes = [100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000]
+        if args.pg_rows:
+            sizes = [int(float(v.lower().replace("k", "e3").replace("m", "e6"))) for v in args.pg_rows.split(",")]
         print()
-        postgres(sizes, 5.0 if args.quick else 10.0, 8, up_rate,
-                 "quick: 100 k and 1 M stored rows, not 1 M and 10 M" if args.quick else "")
+        postgres(sizes, args.pg_seconds or (5.0 if args.quick else 10.0), 8, up_rate,
+                 "" if sizes == [1_000_000, 10_000_000] else
+                 f"{' and '.join(f'{n:,}' for n in sizes)} stored rows, not 1 M and 10 M")
     print(f"\n{load_average()}")
 
 
