@@ -229,7 +229,7 @@ def run_read_only(client: Client, sql: str, params: Mapping[str, str] | None = N
     except DatabaseError as exc:
         stopped = limit_hit(exc, box.limits)
         if stopped:
-            log.warning("ad-hoc query stopped: %s", stopped)
+            log.warning("ad-hoc SQL: %s", stopped)
             raise SqlLimitExceeded(stopped) from exc
         raise
     finally:
