@@ -1,6 +1,7 @@
 """MQTT bridge throughput: QoS 1 reports from Mosquitto into Kafka, against raw Mosquitto delivery.
 
-Same run, same publisher, same payloads: (1) baseline — a plain subscriber receives the reports
+Same run, same publisher, same payloads: (1) baseline — a plain subscriber (a process of its own, as the
+bridge is) receives the reports
 straight from Mosquitto; (2) the bridge (``python -m gateway.bridge``, its own process) delivers
 them into the usage topic, each PUBACK sent only after Kafka acknowledged. Prints reports/s, the
 ratio, and the issue-13 targets (>= 20k reports/s bridged, >= 0.8x raw) as TARGET lines.
@@ -60,24 +61,24 @@ async def connect(ep: MqttEndpoint, name: str, on_message: Any = None, client_id
     return client
 
 
-async def publish_all(tenant: MqttEndpoint, payloads: list[bytes]) -> None:
-    publisher = await connect(tenant, "pub", client_id=tenant.username)  # a tenant login's bound client id
+async def publish_all(publisher: Client, payloads: list[bytes]) -> None:
+    """Publish ``payloads`` (QoS 1) and return once the broker acknowledged them all."""
     # stay under the receive maximum the broker announced (its max_inflight_messages)
     window = int(publisher._connection._handler.properties.get("receive_maximum", [100])[0] * 0.8)
     for payload in payloads:
         publisher.publish("billing/report", payload, qos=1)
-        while len(publisher._persistent_storage.get_all()) >= window:
+        while len(publisher._persistent_storage._messages) >= window:  # get_all() copies them
             await asyncio.sleep(0.001)
     while publisher._persistent_storage.get_all():
         await asyncio.sleep(0.005)
-    await publisher.disconnect()
 
 
 class Cpu:
-    """CPU seconds the broker, the bridge and this process (publisher + counting) used in a measured part."""
+    """CPU seconds the broker, the bridge or plain subscriber, and this process (publisher; Kafka counter)
+    used in a measured part."""
 
-    def __init__(self, broker: int, bridge: int | None = None) -> None:
-        self.pids = {"Mosquitto": broker, **({"bridge": bridge} if bridge else {})}
+    def __init__(self, broker: int, client: int, name: str) -> None:
+        self.pids = {"Mosquitto": broker, name: client}
         self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"bench": time.process_time()}
 
     def used(self) -> str:
@@ -85,27 +86,48 @@ class Cpu:
         return ", ".join(f"{name} {now[name] - self.start[name]:.1f}" for name in now)
 
 
-async def raw_delivery(ep: MqttEndpoint, tenant: MqttEndpoint, payloads: list[bytes], broker: int) -> float:
+async def plain_subscriber(n: int) -> None:
+    """``--plain-subscriber N``: the baseline, a process of its own like the bridge. It subscribes the way
+    the bridge does (shared, QoS 1, MQTT 5), acknowledges at once, says ``subscribed`` and, once it got
+    ``n`` reports, the wall-clock time."""
+    host, port, username, password = os.environ["BENCH_MQTT"].split(":", 3)
     got = 0
     done = asyncio.Event()
 
     def on_message(client: Client, topic: str, payload: bytes, qos: int, props: Any) -> int:
         nonlocal got
         got += 1
-        if got == len(payloads):
+        if got == n:
             done.set()
         return 0
 
-    subscriber = await connect(ep, "raw", on_message)
+    subscriber = Client(f"raw-{uuid.uuid4().hex[:6]}")
+    subscriber.set_auth_credentials(username, password)
+    subscriber.on_message = on_message
+    subscriber.on_subscribe = lambda *_: print("subscribed", flush=True)
+    await subscriber.connect(host, int(port))
     subscriber.subscribe(f"$share/raw{uuid.uuid4().hex[:6]}/billing/report", qos=1)
-    await asyncio.sleep(0.5)
-    started, cpu = time.perf_counter(), Cpu(broker)
-    await publish_all(tenant, payloads)
-    await asyncio.wait_for(done.wait(), 300)
-    elapsed = time.perf_counter() - started
-    print(f"raw: CPU seconds {cpu.used()} over {elapsed:.1f} s")
+    await done.wait()
+    print(f"done {time.time()}", flush=True)
     await subscriber.disconnect()
-    return len(payloads) / elapsed
+
+
+async def raw_delivery(ep: MqttEndpoint, tenant: MqttEndpoint, payloads: list[bytes], broker: int) -> float:
+    env = {**os.environ, "BENCH_MQTT": f"{ep.host}:{ep.port}:{ep.username}:{ep.password}"}
+    proc = subprocess.Popen([sys.executable, __file__, "--plain-subscriber", str(len(payloads))], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    publisher = await connect(tenant, "pub", client_id=tenant.username)  # a tenant login's bound client id
+    try:
+        assert await asyncio.to_thread(proc.stdout.readline) == "subscribed\n", "the plain subscriber failed"
+        started, cpu = time.time(), Cpu(broker, proc.pid, "subscriber")
+        await publish_all(publisher, payloads)
+        finished = float((await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 300)).split()[1])
+        print(f"raw: CPU seconds {cpu.used()} over {finished - started:.1f} s")
+        return len(payloads) / (finished - started)
+    finally:
+        proc.wait(30)
+        await publisher.disconnect()
 
 
 async def count_topic(bootstrap: str, topic: str, ids: set[str], timeout: float, *, fail: bool = True) -> float:
@@ -144,11 +166,12 @@ async def bridged(ep: MqttEndpoint, tenant: MqttEndpoint, bootstrap: str, topics
     proc = subprocess.Popen([sys.executable, "-m", "gateway.bridge"], cwd=ROOT, env=env, stdout=out,
                             stderr=subprocess.STDOUT)
     out.close()
+    publisher = await connect(tenant, "pub", client_id=tenant.username)
     try:
         warm = 0  # until the bridge has subscribed, reports go nowhere: probe until one arrives
         while True:
             warm += 1
-            await publish_all(tenant, [payloads[0]])
+            await publish_all(publisher, [payloads[0]])
             if await count_topic(bootstrap, topics.usage, {ids[0]}, 2, fail=False):
                 break
             if warm > 30:
@@ -160,8 +183,8 @@ async def bridged(ep: MqttEndpoint, tenant: MqttEndpoint, bootstrap: str, topics
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             await asyncio.sleep(1)  # py-spy attaches
         counter = asyncio.create_task(count_topic(bootstrap, topics.usage, set(ids[1:]), 300))
-        started, cpu = time.perf_counter(), Cpu(broker, proc.pid)
-        await publish_all(tenant, payloads[1:])
+        started, cpu = time.perf_counter(), Cpu(broker, proc.pid, "bridge")
+        await publish_all(publisher, payloads[1:])
         finished = await counter
         print(f"bridged: CPU seconds {cpu.used()} over {finished - started:.1f} s")
         if spy is not None:
@@ -171,6 +194,7 @@ async def bridged(ep: MqttEndpoint, tenant: MqttEndpoint, bootstrap: str, topics
     finally:
         proc.terminate()
         proc.wait(30)
+        await publisher.disconnect()
 
 
 def main() -> None:
@@ -178,7 +202,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20,000 reports (about a second at the target rate)")
     parser.add_argument("--reports", type=int, default=60_000, help="at most 100,000: Mosquitto's queue per client")
     parser.add_argument("--profile", type=Path, help="record the bridge with py-spy into this file (raw stacks)")
+    parser.add_argument("--plain-subscriber", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plain_subscriber:
+        asyncio.run(plain_subscriber(args.plain_subscriber))
+        return
     n = 20_000 if args.quick else args.reports
     work = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
     with ExitStack() as stack:
