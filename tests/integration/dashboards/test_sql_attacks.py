@@ -27,6 +27,7 @@ from clickhouse_connect.driver.client import Client
 from meterline.clickhouse import get_client
 from meterline.local.mosquitto import LocalMosquitto, make_certificates
 from tests.integration.dashboards.server import OPERATOR_TOKEN, dashboard_app, serve
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -227,7 +228,8 @@ def test_heavy_legal_query_stops_at_the_memory_limit_and_the_memory_comes_back(s
         done.set()
         sampler.join(5)
     assert peak[0] - before < 2 * 512 * MiB  # the limit held while it ran
-    assert rss() - before < 256 * MiB  # and the memory went back to the system after
+    # handed back to the system after (polled: the engine's background merges of other tests share the process)
+    wait_until(lambda: rss() - before < 256 * MiB, 15, "RSS back within 256 MiB of where it was")
     assert sql.post("SELECT 1 AS ok").json()["rows"] == [[1]]  # the process serves on
 
 

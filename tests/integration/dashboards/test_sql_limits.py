@@ -21,6 +21,7 @@ from dashboards.sql import SqlBusy, SqlLimitExceeded, SqlSettings, confine, run_
 from meterline.clickhouse import get_client
 from tests.integration.dashboards import sample
 from tests.integration.dashboards.test_sql_attacks import MiB, rss
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,7 +88,8 @@ def test_memory_limit_is_what_stops_a_heavy_query(own: Client, limited: bool) ->
         sampler.join(5)
     grew = peak[0] - before
     assert (grew < 1024 * MiB) if limited else (grew > 1024 * MiB), f"peak RSS grew {grew / MiB:.0f} MiB"
-    assert rss() - before < 256 * MiB  # handed back either way
+    # handed back to the system after (polled: the engine's background merges of other tests share the process)
+    wait_until(lambda: rss() - before < 256 * MiB, 15, "RSS back within 256 MiB of where it was")
 
 
 def test_one_ad_hoc_query_at_a_time(own: Client) -> None:
