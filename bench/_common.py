@@ -7,7 +7,10 @@ is imported from its own directory (``python bench/bench_x.py`` puts ``bench/`` 
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -20,6 +23,22 @@ def target(name: str, figure: str, goal: str, met: bool, note: str = "") -> str:
         line += f" ({note})"
     print(line, flush=True)
     return line
+
+
+@contextmanager
+def holding(lock: Path | None, exclusive: bool) -> Iterator[None]:
+    """``lock`` held (flock) shared or exclusively for the block; nothing without a lock file. On a machine
+    where test runs hold a file shared and benchmarks exclusively, a bench sets up under the shared lock
+    and times under the exclusive one, so it holds the machine only while it measures."""
+    if lock is None:
+        yield
+        return
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_average() -> str:

@@ -19,7 +19,7 @@ and the processes took. Then the same entries through the seed's PostgreSQL writ
 (``_pg_write.py``, on the private cluster of ``dashboards_data.py``) at 1 M and 10 M stored rows (100 k
 and 1 M with ``--quick``), as ratios to ``up``'s rate from this run.
 
-    python bench/bench_e2e.py [--quick] [--seconds 20] [--connections 16] [--only up|split|pg]
+    python bench/bench_e2e.py [--quick] [--seconds 20] [--connections 16] [--only up|split|pg] [--lock FILE]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
-from _common import cpu_seconds, load_average, percentile, target, thread_cpu  # noqa: E402
+from _common import cpu_seconds, holding, load_average, percentile, target, thread_cpu  # noqa: E402
 from _load import ENTRIES, Probes, run_wrk, wrk_script  # noqa: E402
 
 from gateway.keys.admin import create_key  # noqa: E402
@@ -297,15 +297,19 @@ def report(name: str, r: Result, note: str) -> None:
            r.lost == 0 and r.doubled == 0, note)
 
 
-def postgres(sizes: list[int], seconds: float, connections: int, up_rate: float | None, note: str) -> None:
+def postgres(sizes: list[int], seconds: float, connections: int, up_rate: float | None, lock: Path | None,
+             note: str) -> None:
     import _pg_write
     from dashboards_data import postgres_cluster  # bench_dashboards' private cluster (fsync off)
 
     with postgres_cluster() as (conninfo, _):
         for size in sizes:
-            prep = _pg_write.prepare(conninfo, size, AGENTS)
-            row = _pg_write.drive(conninfo, "row", connections, seconds, AGENTS)
-            batch = _pg_write.drive(conninfo, "batch", connections, seconds, AGENTS)
+            with holding(lock, exclusive=False):
+                prep = _pg_write.prepare(conninfo, size, AGENTS)
+            with holding(lock, exclusive=True):
+                row = _pg_write.drive(conninfo, "row", connections, seconds, AGENTS)
+                batch = _pg_write.drive(conninfo, "batch", connections, seconds, AGENTS)
+                print(f"   ({load_average()})")
             ratio: Callable[[float], str] = (lambda v: f"; meterline up / this = {up_rate / v:.1f}x") if up_rate \
                 else (lambda v: "")
             print(f"PostgreSQL at {size:,} stored rows (filled + indexed in {prep:.0f} s), {connections} connections:")
@@ -324,6 +328,8 @@ def main() -> None:
     parser.add_argument("--pg-rows", help="stored rows of the PostgreSQL runs, comma-separated (default 1M,10M; "
                         "100k,1M with --quick)")
     parser.add_argument("--pg-seconds", type=float, help="seconds per PostgreSQL run (default 10, 5 with --quick)")
+    parser.add_argument("--lock", type=Path, help="hold FILE (flock) shared while starting stacks and filling "
+                        "PostgreSQL, exclusively only while measuring (instead of wrapping the run in flock -x)")
     parser.add_argument("--no-reads", action="store_true", help="no dashboard reader beside the load (to compare "
                         "the ingest path's CPU alone)")
     parser.add_argument("--profile", type=Path, help="record the stack's main process with py-spy into this "
@@ -343,8 +349,12 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{part}-"))
         with ExitStack() as stack:
             stack.callback(shutil.rmtree, work, True)
-            dep = start(stack, work)
-            result = asyncio.run(measure(dep, args.connections, seconds, work, args.profile, not args.no_reads))
+            with holding(args.lock, exclusive=False):
+                dep = start(stack, work)
+            with holding(args.lock, exclusive=True):
+                print(f"   measuring; {load_average()}")
+                result = asyncio.run(measure(dep, args.connections, seconds, work, args.profile,
+                                             not args.no_reads))
             report(title, result, note)
             if part == "up":
                 up_rate = result.rate
@@ -354,7 +364,7 @@ def main() -> None:
         if args.pg_rows:
             sizes = [int(float(v.lower().replace("k", "e3").replace("m", "e6"))) for v in args.pg_rows.split(",")]
         print()
-        postgres(sizes, args.pg_seconds or (5.0 if args.quick else 10.0), 8, up_rate,
+        postgres(sizes, args.pg_seconds or (5.0 if args.quick else 10.0), 8, up_rate, args.lock,
                  "" if sizes == [1_000_000, 10_000_000] else
                  f"{' and '.join(f'{n:,}' for n in sizes)} stored rows, not 1 M and 10 M")
     print(f"\n{load_average()}")
