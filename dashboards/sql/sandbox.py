@@ -126,7 +126,7 @@ def _confine(client: Client, settings: SqlSettings) -> Sandbox:
             + ", ".join(f"{n}={'unlimited' if not found.get(n) else found[n]}" for n in (*PINNED, "readonly"))
             + "): point METERLINE_SQL_CLICKHOUSE_URL at the read-only user of deploy/clickhouse/users.d")
     limits = {n: found[n] for n in PINNED}
-    log.info("ad-hoc SQL confined to %s: %s", database, ", ".join(f"{n} {human(n, v)}" for n, v in limits.items()))
+    log.debug("ad-hoc SQL confined to %s: %s", database, ", ".join(f"{n} {human(n, v)}" for n, v in limits.items()))
     return Sandbox(database, limits, settings.busy_timeout, purge, _table_functions(client))
 
 
