@@ -12,8 +12,10 @@ up: setup
 	$(VENV)/bin/meterline up
 
 ## Run the whole test suite against real Kafka, Mosquitto and ClickHouse (chDB), started by the tests.
+## Two pytest workers, one test file each at a time (each starts its own session broker): most of the
+## suite's time is spent waiting on brokers, restarts and kills, not computing.
 test: setup
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .
