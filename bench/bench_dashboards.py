@@ -231,7 +231,7 @@ def holding(lock: Path | None, exclusive: bool) -> Iterator[None]:
 # -------------------------------------------------------------------------------------------- main
 
 
-def open_chdb(root: Path, rows: int, lock: Path | None, *, merge: bool) -> tuple[Any, float]:
+def open_chdb(root: Path, rows: int, lock: Path | None, *, merge: bool, until: int | None = None) -> tuple[Any, float]:
     """The chDB store in ``root`` with ``rows`` requests (generated unless it holds them); its client and the
     seconds the generation took (0 when reused)."""
     client = get_client(f"chdb://{root}?database=bench")
@@ -249,7 +249,7 @@ def open_chdb(root: Path, rows: int, lock: Path | None, *, merge: bool) -> tuple
             last = client.query("SELECT max(event_time) FROM request_logs").result_rows[0][0]
             set_now(last)
             print(f"resuming the generation after the {stored:,} requests stored")
-        return client, generate_chdb(client, rows, NOW, merge=merge, first=stored)
+        return client, generate_chdb(client, rows, NOW, merge=merge, first=stored, until=until)
 
 
 def set_now(last: datetime) -> None:
@@ -280,7 +280,12 @@ def run(args: argparse.Namespace) -> None:
     keep = Path(args.data) if args.data else None
     root = keep or Path(tempfile.mkdtemp(prefix="meterline-bench-chdb-"))
     try:
-        client, gen_s = open_chdb(root / "chdb" if keep else root, rows, args.lock, merge=not args.big)
+        client, gen_s = open_chdb(root / "chdb" if keep else root, rows, args.lock, merge=not args.big,
+                                  until=args.generate_until)
+        if args.generate_until is not None:
+            stored = client.query("SELECT count() FROM request_logs").result_rows[0][0]
+            print(f"stopped after {stored:,} of {rows:,} requests: run again with the same --data to go on")
+            return
         if not gen_s:  # reused rows: the ranges end where those rows end, not at this hour
             set_now(client.query("SELECT max(event_time) FROM request_logs").result_rows[0][0])
         agent_rows = describe(client, rows, gen_s)
@@ -360,6 +365,9 @@ def main() -> None:
     parser.add_argument("--data", help="keep the generated rows in this directory and reuse them next time")
     parser.add_argument("--lock", type=Path, help="flock this file: shared to generate, exclusive to time")
     parser.add_argument("--views", nargs="*", help="only the views whose label contains one of these")
+    parser.add_argument("--generate-until", type=int, metavar="N",
+                        help="with --data: generate (or resume) up to N requests and stop, timing nothing, so that "
+                             "a long generation runs as short steps between other people's timed runs")
     run(parser.parse_args())
 
 

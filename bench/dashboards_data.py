@@ -120,14 +120,18 @@ PG_REQUEST_COLS = ("agent_id, request_id, event_time, method, path, status_code,
 PG_USAGE_COLS = "app_id, report_id, module, model, usage, cost, event_time"
 
 
-def generate_chdb(client: Any, rows: int, now: datetime, *, merge: bool = True, first: int = 0) -> float:
+def generate_chdb(client: Any, rows: int, now: datetime, *, merge: bool = True, first: int = 0,
+                  until: int | None = None) -> float:
     """Generate ``rows`` requests and rows / 10 usage reports ending at ``now``; seconds taken. ``merge``
     merges every table's parts (OPTIMIZE FINAL) as background merges eventually leave them; at 100 M rows
     that rewrites the raw table, so the caller may leave it to the background merges. ``first`` resumes a
     generation that was stopped after that many requests (row numbers from there on: a chunk stopped half-way
-    may have stored some of its rows, which are then generated again, a few duplicates in a benchmark's data)."""
+    may have stored some of its rows, which are then generated again, a few duplicates in a benchmark's data);
+    ``until`` stops after that many requests, before the usage reports (the next call resumes)."""
     started = time.perf_counter()
     for offset in range(first, rows, CHUNK):
+        if until is not None and offset >= until:
+            return time.perf_counter() - started
         client.command(GENERATE_REQUESTS, parameters={
             "agents": AGENTS, "customers": CUSTOMERS, "tools": TOOLS, "days": DAYS, "now": now,
             "offset": offset, "count": min(CHUNK, rows - offset)}, settings=INSERT_SETTINGS)

@@ -58,13 +58,11 @@ _PERF_METRICS: Final = ("requests", "requests_per_minute", "error_rate", "avg_la
                         "p99_latency_ms")
 _SUMMARY_METRICS: Final = (*_PERF_METRICS, "successes", "errors", "payment_required", "revenue", "paid_requests",
                            "customers")
-#: Views that read whole hours and days from the projections of migration 0003 (schemas/queries/README.md),
-#: with the smallest whole unit each reads there. A range holding no such unit is read from raw rows alone,
-#: and the engine is told not to weigh the projections for it: weighing them costs more than a small read.
-TIERED: Final[dict[str, timedelta]] = {
-    "latency_histogram": timedelta(hours=1), "revenue": timedelta(hours=1), "revenue_by_tool": timedelta(hours=1),
-    "customers": timedelta(days=1), "revenue_by_customer": timedelta(days=1),
-}
+#: Views that read whole days and hours from the projections of migration 0003 (schemas/queries/README.md).
+#: A range holding no whole UTC day is read by the view's ``<name>_raw.sql`` instead, from raw rows alone:
+#: planning the tiers and weighing the projections costs more than such a range's raw rows (docs/capacity.md).
+TIERED: Final = frozenset({"latency_histogram", "revenue", "revenue_by_tool", "customers", "revenue_by_customer"})
+_DAY: Final = timedelta(days=1)
 
 
 @cache
@@ -242,9 +240,8 @@ class DashboardQueries:
         """Run ``schemas/queries/<name>.sql`` with ``params`` bound server-side, under the read side's limits
         (``dashboards/sql/limits.py``; one stopped by a limit is a ``DashboardError`` naming it); rows as dicts."""
         limits = view_limits()
-        unit = TIERED.get(name)
-        if unit is not None and not holds_whole(params["start"], params["end"], unit):
-            limits = {**limits, "optimize_use_projections": 0}
+        if name in TIERED and not holds_whole(params["start"], params["end"], _DAY):
+            name = f"{name}_raw"
         try:
             result = self.client.query(load_sql(name), parameters=dict(params), settings=limits)
         except DatabaseError as exc:

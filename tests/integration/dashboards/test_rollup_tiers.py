@@ -1,11 +1,12 @@
 """The hour and day rollups (projections of migration 0003) read in tiers give the raw rows' numbers, on chDB.
 
 A tiered view (``dashboards.queries.TIERED``) reads whole days from ``agent_day`` / ``customer_day``,
-whole hours from ``agent_hour`` and the cut hours at the edges from raw rows (schemas/queries/README.md):
+whole hours from ``agent_hour`` and the cut hours at the edges from raw rows, and a range holding no whole
+day from raw rows alone (its ``<name>_raw.sql``; schemas/queries/README.md):
 
 - for ranges drawn anywhere (bounds inside hours and days, on them, a millisecond either side, spanning
-  the end of a month), with or without a filter, every tiered view equals the naive computation over the
-  raw rows, the rows inserted in several parts;
+  the end of a month; shorter and longer than a day, so both files of a view), with or without a
+  filter, every tiered view equals the naive computation over the raw rows, inserted in several parts;
 - each tier reads the projection meant for it (the plan names it), a range without a whole hour reads
   raw rows only, and a SQL file made to take the cut hour at an edge from the hour tier is caught: the
   negative control shows the edge test can fail;
@@ -164,17 +165,18 @@ def test_each_tier_reads_the_projection_meant_for_it(clickhouse: Client, name: s
     sample.insert_requests(clickhouse, reqs)
     params = {"agent_id": agent, "start": START, "end": END, "period": "day", "limit": 100, **Filters().params()}
     text = plan(clickhouse, name, params)
-    day, hour = ("customer_day", None) if TIERED[name] == D else ("agent_day", "agent_hour")
+    day, hour = ("customer_day", None) if "customer" in name else ("agent_day", "agent_hour")
     assert f"ReadFromMergeTree ({day})" in text
     assert hour is None or f"ReadFromMergeTree ({hour})" in text
     assert "ReadFromMergeTree (t_" in text  # the cut edges: raw rows (database.request_logs)
     # a customer filter is no key of the agent projections: the whole range is read from raw rows
-    if TIERED[name] == H:
+    if hour is not None:
         raw = plan(clickhouse, name, {**params, "customer": "c1"})
         assert "agent_day" not in raw and "agent_hour" not in raw
-    # a range without a whole unit is read from raw rows, the projections not even weighed (DashboardQueries.run)
-    small = (START, START + timedelta(minutes=20)) if TIERED[name] == H else (START, START + 20 * H)
-    assert not holds_whole(*small, TIERED[name]) and holds_whole(START, END, TIERED[name])
+    # a range holding no whole day is read by <name>_raw.sql (DashboardQueries.run), the projections not weighed
+    assert not holds_whole(START, START + 23 * H, D) and holds_whole(START, END, D)
+    raw_file = plan(clickhouse, f"{name}_raw", params)
+    assert "_day)" not in raw_file and "_hour)" not in raw_file and "ReadFromMergeTree (t_" in raw_file
 
 
 def test_a_cut_hour_read_from_the_hour_tier_is_caught(clickhouse: Client) -> None:
