@@ -297,6 +297,16 @@ def report(name: str, r: Result, note: str) -> None:
            r.lost == 0 and r.doubled == 0, note)
 
 
+def _client_cpu(run: Callable[[], float]) -> tuple[float, float]:
+    """``run()``'s result and the CPU seconds this process (the PostgreSQL client) spent in it."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    result = run()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return result, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def postgres(sizes: list[int], seconds: float, connections: int, up_rate: float | None, lock: Path | None,
              note: str) -> None:
     import _pg_write
@@ -307,9 +317,11 @@ def postgres(sizes: list[int], seconds: float, connections: int, up_rate: float 
             with holding(lock, exclusive=False):
                 prep = _pg_write.prepare(conninfo, size, AGENTS)
             with holding(lock, exclusive=True):
-                row = _pg_write.drive(conninfo, "row", connections, seconds, AGENTS)
-                batch = _pg_write.drive(conninfo, "batch", connections, seconds, AGENTS)
-                print(f"   ({load_average()})")
+                row, row_cpu = _client_cpu(lambda: _pg_write.drive(conninfo, "row", connections, seconds, AGENTS))
+                batch, batch_cpu = _client_cpu(
+                    lambda: _pg_write.drive(conninfo, "batch", connections, seconds, AGENTS))
+                print(f"   ({load_average()}; the Python client used {row_cpu / seconds * 100:.0f} % / "
+                      f"{batch_cpu / seconds * 100:.0f} % of a core in the two runs)")
             ratio: Callable[[float], str] = (lambda v: f"; meterline up / this = {up_rate / v:.1f}x") if up_rate \
                 else (lambda v: "")
             print(f"PostgreSQL at {size:,} stored rows (filled + indexed in {prep:.0f} s), {connections} connections:")
