@@ -248,3 +248,17 @@ def _wait_for_mutations(client: Client) -> None:
                        "AND NOT is_done").result_rows[0][0]:
         assert time.monotonic() < deadline, "MATERIALIZE PROJECTION did not finish in 60 s"
         time.sleep(0.05)  # polls the engine's own progress table
+
+
+def test_every_tiered_file_computes_the_tiers_with_the_same_block() -> None:
+    """The tier bounds are one block of text, the same in every tiered file (a fix reaches all of them)."""
+    def block(name: str) -> list[str]:
+        lines = [line.strip().rstrip(",") for line in load_sql(name).splitlines()]
+        start = lines.index("WITH")
+        return lines[start:lines.index("toDate(toDateTime(intDiv(days_to, 1000), 'UTC')) AS days_end", start) + 1]
+
+    reference = block("latency_histogram")
+    assert len(reference) > 10
+    for name in TIERED:
+        assert block(name) == reference, name
+        assert "optimize_use_projections" in load_sql(f"{name}_raw"), name
