@@ -261,7 +261,8 @@ def set_now(last: datetime) -> None:
 
 def describe(client: Any, rows: int, gen_s: float) -> dict[str, int]:
     how = f"generated in chDB in {gen_s:.0f} s" if gen_s else "reused from --data"
-    print(f"{rows:,} requests + {rows // 10:,} usage reports, {how} ({DAYS} days, {AGENTS} agents with a skewed "
+    reports = client.query("SELECT count() FROM usage_events").result_rows[0][0]
+    print(f"{rows:,} requests + {reports:,} usage reports, {how} ({DAYS} days, {AGENTS} agents with a skewed "
           f"spread, {CUSTOMERS:,} customers, {TOOLS} tools); ranges end at {CUT:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC")
     parts = client.query("SELECT count() FROM system.parts WHERE database = currentDatabase() "
                          "AND table = 'request_logs' AND active").result_rows[0][0]
