@@ -320,13 +320,14 @@ def postgres(sizes: list[int], seconds: float, connections: int, up_rate: float 
                 row, row_cpu = _client_cpu(lambda: _pg_write.drive(conninfo, "row", connections, seconds, AGENTS))
                 batch, batch_cpu = _client_cpu(
                     lambda: _pg_write.drive(conninfo, "batch", connections, seconds, AGENTS))
-                print(f"   ({load_average()}; the Python client used {row_cpu / seconds * 100:.0f} % / "
-                      f"{batch_cpu / seconds * 100:.0f} % of a core in the two runs)")
+                load = load_average()
             ratio: Callable[[float], str] = (lambda v: f"; meterline up / this = {up_rate / v:.1f}x") if up_rate \
                 else (lambda v: "")
             print(f"PostgreSQL at {size:,} stored rows (filled + indexed in {prep:.0f} s), {connections} connections:")
             print(f"   per entry (INSERT + UPDATE, commit)      {row:>9,.0f} entries/s{ratio(row)}")
-            print(f"   per 50-entry batch (one transaction)     {batch:>9,.0f} entries/s{ratio(batch)}")
+            print(f"   per 50-entry batch (COPY + UPDATEs, 1 tx) {batch:>9,.0f} entries/s{ratio(batch)}")
+            print(f"   ({load}; the Python client used {row_cpu / seconds * 100:.0f} % / "
+                  f"{batch_cpu / seconds * 100:.0f} % of a core in the two runs)")
     print(f"   (PostgreSQL 15 with fsync=off and synchronous_commit=off: a generous baseline{note and '; ' + note})")
 
 
