@@ -70,7 +70,8 @@ def sample_agent(logger: Any, billing: Any, api_key: str) -> Any:
             return {"error": "upstream model timeout"}
         module, model, _ = random.choice(MODELS)  # noqa: S311
         units = random.randint(20, 1500) if module == "llm" else random.randint(5, 300)  # noqa: S311
-        await bill(module, model, units, tool=tool)
+        # the end customer the usage is billed to (statements are per end customer): the caller's
+        await bill(module, model, units, tool=tool, customer_id=request.headers.get("x-customer-id"))
         return {"tool": tool, "model": model, "units": units}
 
     @app.post("/premium/{tool}")
@@ -80,7 +81,8 @@ def sample_agent(logger: Any, billing: Any, api_key: str) -> Any:
             return {"error": "payment required", "accepts": [{"network": "base-mainnet", "maxAmount": "50000"}]}
         response.headers["X-PAYMENT-RESPONSE"] = _b64({"transaction": "0x" + uuid.uuid4().hex * 2,
                                                         "network": "base-mainnet"})
-        await bill("llm", "gpt-4", random.randint(200, 2000), tool=tool, paid=True)  # noqa: S311
+        await bill("llm", "gpt-4", random.randint(200, 2000), tool=tool, paid=True,  # noqa: S311
+                   customer_id=request.headers.get("x-customer-id"))
         return {"tool": tool, "paid": True}
 
     @app.post("/mcp")
