@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a file: the repository's packages are im
 
 from scripts.chromium import BrowserError, Chromium  # noqa: E402
 
-TABS = ["overview", "analytics", "customers", "tools", "revenue", "observability", "speed", "usage"]
+TABS = ["overview", "analytics", "customers", "tools", "revenue", "observability", "speed", "usage", "limits", "alerts"]
 SAMPLE_AGENT = "demo-agent"
 SAMPLE_TOKEN = "screenshots-operator-token-0123456789"  # noqa: S105 (the throw-away gateway's only token)
 READY = "['ready', 'error', 'login'].includes(document.body.dataset.state) && document.body.dataset.state"
