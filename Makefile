@@ -20,7 +20,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict sdk/gt8004 sdk/billing_sdk
+	$(VENV)/bin/mypy --strict sdk/gt8004 sdk/billing_sdk sdk/meterline_sdk
 
 ## Every benchmark with --quick, then the issue-13 targets they printed (TARGET lines), met or not.
 bench:

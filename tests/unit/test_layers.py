@@ -1,6 +1,7 @@
 """Imports flow one way, like the floors of a house (``docs/architecture.md``, "Packages and layers").
 
-1. bottom: the SDK (``gt8004``, ``billing_sdk``: each imports only itself) and ``schemas`` (only itself);
+1. bottom: the SDK (``gt8004``, ``billing_sdk``: each imports only itself and ``meterline_sdk``, their
+   shared part) and ``schemas`` (only itself);
 2. floor: ``meterline`` imports the bottom;
 3. the three paths side by side — ``gateway`` (ingest), ``stream_workers`` (processing), ``dashboards``
    (query) — import the floor and the bottom, never each other, except one edge: ``gateway.read_api``
@@ -23,14 +24,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: package -> the directory that holds it
-PACKAGES = {"gt8004": ROOT / "sdk", "billing_sdk": ROOT / "sdk", "schemas": ROOT, "meterline": ROOT,
-            "gateway": ROOT, "stream_workers": ROOT, "dashboards": ROOT, "meterline_cli": ROOT}
+PACKAGES = {"gt8004": ROOT / "sdk", "billing_sdk": ROOT / "sdk", "meterline_sdk": ROOT / "sdk", "schemas": ROOT,
+            "meterline": ROOT, "gateway": ROOT, "stream_workers": ROOT, "dashboards": ROOT, "meterline_cli": ROOT}
 BOTTOM = {"schemas"}
 FLOOR = BOTTOM | {"meterline"}
 #: which of our packages each package may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
-    "gt8004": set(),
-    "billing_sdk": set(),
+    "meterline_sdk": set(),
+    "gt8004": {"meterline_sdk"},
+    "billing_sdk": {"meterline_sdk"},
     "schemas": set(),
     "meterline": BOTTOM,
     "gateway": FLOOR,
