@@ -2,8 +2,9 @@
 
 Two deployments, each started here with its own home and free ports:
 
-* ``up``: ``meterline up`` as a subprocess (one process: gateway + bridge + worker + dashboards on the
-  embedded chDB, a real Apache Kafka and Mosquitto);
+* ``up``: ``meterline up`` as a subprocess, as users run it: the stack process (worker + bridge +
+  dashboards on the embedded chDB) and its ingest front (``gateway/front.py``), a real Apache Kafka and
+  Mosquitto; ``up1``, the baseline of the same run: ``METERLINE_FRONT=0``, everything in one process;
 * ``split``: the production split — ``python -m gateway`` (ingest + read API) and ``python -m stream_workers
   worker`` as separate processes on one Kafka; ClickHouse is the embedded engine behind the HTTP
   adapter of ``tests/chdb_http.py`` (a server stand-in: this machine has no ClickHouse server), which
@@ -118,11 +119,21 @@ async def make_keys(bootstrap: str, topics: Topics, gateway: str) -> dict[str, s
     return keys
 
 
-def start_up(stack: ExitStack, work: Path) -> Deployment:
+def _front_pid(stack_pid: int) -> dict[str, int]:
+    """The ingest front among the stack process's children (none with METERLINE_FRONT=0)."""
+    for task in Path(f"/proc/{stack_pid}/task").glob("*"):  # children of any thread (the spawner's)
+        for child in (task / "children").read_text().split():
+            if b"gateway.front" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return {"front": int(child)}
+    return {}
+
+
+def start_up(stack: ExitStack, work: Path, *, front: bool = True) -> Deployment:
     """``meterline up`` with defaults, except its home, ports and the operator token."""
     from tests.e2e.stackproc import StackHome
 
-    home = StackHome(METERLINE_GATEWAY_RATE_LIMIT=os.environ.get("METERLINE_GATEWAY_RATE_LIMIT", "200"))
+    home = StackHome(METERLINE_GATEWAY_RATE_LIMIT=os.environ.get("METERLINE_GATEWAY_RATE_LIMIT", "200"),
+                     METERLINE_FRONT="1" if front else "0")
     home.env.pop("METERLINE_SINK_INTERVAL_S", None)  # the stack's default, as users run it
     home.env["METERLINE_OPERATOR_TOKEN"] = OPERATOR
     stack.callback(home.remove)
@@ -130,8 +141,12 @@ def start_up(stack: ExitStack, work: Path) -> Deployment:
     stack.callback(proc.stop)
     bootstrap = f"127.0.0.1:{home.ports['kafka']}"
     keys = asyncio.run(make_keys(bootstrap, Topics(prefix="meterline."), home.gateway))
-    pids = {"meterline up": proc.proc.pid, **home.child_pids()}
-    return Deployment("up", home.gateway, keys, pids)
+    pids = {"meterline up": proc.proc.pid, **_front_pid(proc.proc.pid), **home.child_pids()}
+    return Deployment("up" if front else "up1", home.gateway, keys, pids)
+
+
+def start_up_one_process(stack: ExitStack, work: Path) -> Deployment:
+    return start_up(stack, work, front=False)
 
 
 def _terminate(proc: object) -> None:
@@ -336,7 +351,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="8 s loads; PostgreSQL at 100 k and 1 M rows")
     parser.add_argument("--seconds", type=float, help="load duration (default 20, 8 with --quick)")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--only", choices=["up", "split", "pg"], action="append",
+    parser.add_argument("--only", choices=["up", "up1", "split", "pg"], action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--pg-rows", help="stored rows of the PostgreSQL runs, comma-separated (default 1M,10M; "
                         "100k,1M with --quick)")
@@ -351,12 +366,14 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: .ci/setup --bench")
     seconds = args.seconds or (8.0 if args.quick else 20.0)
-    parts = args.only or ["up", "split", "pg"]
+    parts = args.only or ["up", "up1", "split", "pg"]
     note = f"quick: {seconds:.0f} s load" if args.quick else ""
     print(f"e2e: wrk, {args.connections} connections, unique {ENTRIES}-entry batches, {len(AGENTS)} agents, "
           f"{seconds:.0f} s per deployment; {load_average()}")
     up_rate = None
-    for part, start, title in (("up", start_up, "meterline up"), ("split", start_split, "split")):
+    for part, start, title in (("up", start_up, "meterline up"),
+                               ("up1", start_up_one_process, "meterline up, one process (METERLINE_FRONT=0)"),
+                               ("split", start_split, "split")):
         if part not in parts:
             continue
         work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{part}-"))
@@ -371,6 +388,9 @@ def main() -> None:
             report(title, result, note)
             if part == "up":
                 up_rate = result.rate
+            if part == "up1" and up_rate:
+                print(f"   meterline up with its ingest front: {up_rate / result.rate:.2f}x the entries/s "
+                      "of one process, measured in this run")
         print(f"   {load_average()}")
     if "pg" in parts:
         sizes = [100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000]

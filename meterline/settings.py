@@ -43,6 +43,9 @@ class StackSettings(BaseSettings):
     meterline_mqtt_tls_port: int = 8883
     #: METERLINE_GATEWAY_PORT — HTTP port of the gateway (ingest, dashboards).
     meterline_gateway_port: int = Field(default=9092)
+    #: METERLINE_FRONT — ``meterline up`` serves ingest from a process of its own (the ingest front,
+    #: ``gateway/front.py``) on the gateway port; ``0`` serves everything from the one stack process.
+    meterline_front: bool = True
 
     @property
     def topics(self) -> Topics:

@@ -1,11 +1,14 @@
 """``meterline up``: the whole local stack in one command.
 
 Starts (unless the environment names running ones) a real Apache Kafka and Mosquitto, creates the
-topics, applies the ClickHouse migrations, makes sure the first agent has an API key, then runs ONE
-process that is the stream worker (Faust) and also serves the gateway app — ingest, MQTT bridge,
-read API and dashboard — on the worker's loop (``faust.contrib.asgi.serve_asgi``). One process, so
-one owner of the embedded ClickHouse engine. Ctrl-C stops the worker, then Kafka and Mosquitto.
-A second run reuses ``METERLINE_HOME`` and keeps the data of the first.
+topics, applies the ClickHouse migrations, makes sure the first agent has an API key, then runs two
+processes. This one is the stream worker (Faust) and also serves the gateway app — MQTT bridge, read
+API and dashboard — on the worker's loop (``faust.contrib.asgi.serve_asgi``): one owner of the
+embedded ClickHouse engine. The ingest front (``gateway/front.py``, started by ``meterline_cli/front.py``)
+takes the gateway port, serves HTTP and OTLP ingest on a core of its own and forwards every other
+request here, to an internal loopback port (``METERLINE_FRONT=0``: no front, this process serves all).
+Ctrl-C stops the front, the worker, then Kafka and Mosquitto. A second run reuses ``METERLINE_HOME``
+and keeps the data of the first.
 
 Kafka and Mosquitto die with this process (``meterline.local.processes``), a supervisor restarts
 them if they crash (``meterline.local.supervisor``), and a stop always ends within
@@ -32,11 +35,14 @@ from meterline.errors import ConfigError
 from meterline.kafka_admin import create_topics
 from meterline.local.logrepeats import RepeatLimiter
 from meterline.local.mosquitto import MqttLogin
+from meterline.local.ports import free_port
 from meterline.local.secret_file import ensure_secret, new_operator_token, operator_token_path
 from meterline.local.shutdown import BoundedStop
 from meterline.local.supervisor import Supervisor
 from meterline.migrations import apply_migrations
+from meterline.paths import data_home
 from meterline.settings import StackSettings
+from meterline_cli.front import FrontProcess
 from meterline_cli.infra import LocalInfra
 
 DEFAULT_AGENT = "demo-agent"
@@ -156,10 +162,13 @@ def _banner(settings: StackSettings, infra: LocalInfra, agent: str, key: str | N
 STOP_DEADLINE_S = 15.0
 
 
-def run_embedded(banner: str, stop: BoundedStop, operator_token: str | None = None) -> int:
+def run_embedded(banner: str, stop: BoundedStop, operator_token: str | None = None, *,
+                 port: int | None = None, front: FrontProcess | None = None) -> int:
     """Run worker + gateway in this process until SIGINT/SIGTERM (``stop`` bounds the shutdown).
 
     ``operator_token``: the read API's operator token, unless ``METERLINE_OPERATOR_TOKEN`` gives it.
+    ``port``: where this process serves (default the gateway port); ``front``: the ingest front in
+    front of it, which must serve too before the banner is printed.
     """
     import faust
     from faust.contrib.asgi import serve_asgi
@@ -175,9 +184,9 @@ def run_embedded(banner: str, stop: BoundedStop, operator_token: str | None = No
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     stack = StackSettings()
+    port = port or stack.meterline_gateway_port
     worker_settings = WorkerSettings()
-    gateway_settings = GatewaySettings(bridge=bool(os.environ.get("MQTT_URL")), host="127.0.0.1",
-                                       port=stack.meterline_gateway_port,
+    gateway_settings = GatewaySettings(bridge=bool(os.environ.get("MQTT_URL")), host="127.0.0.1", port=port,
                                        clickhouse_url=worker_settings.effective_clickhouse_url())
     if operator_token:
         gateway_settings = gateway_settings.model_copy(update={"operator_token": SecretStr(operator_token)})
@@ -188,20 +197,24 @@ def run_embedded(banner: str, stop: BoundedStop, operator_token: str | None = No
         return create_gateway(gateway_settings, runtime=runtime)
 
     gateway_app = loop.run_until_complete(build_gateway())
-    serve_asgi(worker_app, gateway_app, host="127.0.0.1", port=stack.meterline_gateway_port, log_level="warning")
+    serve_asgi(worker_app, gateway_app, host="127.0.0.1", port=port, log_level="warning")
+    ports = [port] if front is None else [port, front.port]
 
     @worker_app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def announce() -> None:
         deadline = asyncio.get_running_loop().time() + 120
-        while asyncio.get_running_loop().time() < deadline:
+        waiting = list(ports)
+        while waiting and asyncio.get_running_loop().time() < deadline:
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", stack.meterline_gateway_port)
+                _, writer = await asyncio.open_connection("127.0.0.1", waiting[0])
                 writer.close()
-                print(banner, flush=True)
-                return
+                waiting.pop(0)
             except OSError:
                 await asyncio.sleep(0.2)
-        print("meterline: the gateway did not start listening within 120 s", file=sys.stderr, flush=True)
+        if waiting:
+            print("meterline: the gateway did not start listening within 120 s", file=sys.stderr, flush=True)
+        else:
+            print(banner, flush=True)
 
     class StackWorker(faust.Worker):
         """Faust's worker, whose signal handlers also start the bounded stop."""
@@ -238,6 +251,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop.install_signal_handlers()
     infra = LocalInfra(settings, extra_mqtt_users=_mqtt_users())
     supervisor: Supervisor | None = None
+    front: FrontProcess | None = None
     try:
         infra.start()
         # giving up on a child stops the stack the way SIGTERM does (bounded, non-zero exit)
@@ -253,7 +267,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         mqtt_login = local_mqtt_login(infra, args.agent)
         operator = local_operator_token()
         banner = _banner(settings, infra, args.agent, key, operator[1] if operator else None, mqtt_login)
-        code = run_embedded(banner, stop, operator[0] if operator else None)
+        port = None
+        if settings.meterline_front:
+            port = free_port()
+            front = FrontProcess(data_home(), "127.0.0.1", settings.meterline_gateway_port,
+                                 f"http://127.0.0.1:{port}").launch()
+            supervisor.add("Ingest front", front)
+            stop.on_request.append(front.request_stop)
+        code = run_embedded(banner, stop, operator[0] if operator else None, port=port, front=front)
     except KeyboardInterrupt:
         code = 130
     finally:
@@ -261,5 +282,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop.install_signal_handlers()  # the worker's loop restored the default handlers on close
         if supervisor is not None:
             supervisor.stop()
+        if front is not None:  # its last ingest calls reach Kafka before Kafka stops
+            front.stop()
         infra.stop()
     return 1 if supervisor is not None and supervisor.gave_up else code

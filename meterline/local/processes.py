@@ -20,7 +20,7 @@ import queue
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any
@@ -104,23 +104,24 @@ class _Spawner:
 _spawner = _Spawner()
 
 
-def spawn(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``argv`` with stdout and stderr appended to ``log``; it is SIGKILLed if we die.
+def spawn(argv: Sequence[str], log: Path | None, *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with stdout and stderr appended to ``log`` (None: ours); it is SIGKILLed if we die.
 
     The child gets a session of its own, so a Ctrl-C in the terminal reaches only ``meterline``,
-    which then stops its services in order.
+    which then stops its services in order. ``env``: the child's environment (default: ours).
     """
     preexec = _spawner.preexec() if die_with_parent else None
 
     def start() -> subprocess.Popen[bytes]:
-        out: IO[bytes] = log.open("ab")
+        out: IO[bytes] | None = log.open("ab") if log is not None else None
         try:
             return subprocess.Popen(  # noqa: S603 - argv built by our own service classes
-                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=preexec,
+                list(argv), stdout=out, stderr=subprocess.STDOUT if out is not None else None,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec, env=env,
             )
         finally:
-            out.close()
+            if out is not None:
+                out.close()
 
     return _spawner.run(start)
 

@@ -76,6 +76,10 @@ class Supervisor:
         self._thread.start()
         return self
 
+    def add(self, name: str, service: Service) -> None:
+        """Watch ``service`` too, from now on (one started after the supervisor, e.g. the ingest front)."""
+        self._watches = {**self._watches, name: _Watch(service, up_since=time.monotonic())}
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop watching (the services are stopped by their owner afterwards, not restarted)."""
         self._stopping.set()
@@ -88,7 +92,7 @@ class Supervisor:
 
     def _run(self) -> None:
         while not self._stopping.wait(self.poll_interval):
-            for name, watch in self._watches.items():
+            for name, watch in list(self._watches.items()):  # ``add`` replaces the dict, never mutates it
                 if watch.down or self._stopping.is_set():
                     continue
                 code = watch.service.exit_code

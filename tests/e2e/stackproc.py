@@ -164,6 +164,22 @@ class StackProcess:
             self.proc.kill()
         self.proc.wait()
 
+    def front_pid(self) -> int | None:
+        """The pid of the stack's ingest front (``python -m gateway.front``, a child of the stack)."""
+        children = []
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):  # spawned from the spawner thread
+            try:
+                children += (task / "children").read_text().split()
+            except OSError:
+                continue
+        for child in children:
+            try:
+                if b"gateway.front" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+            except OSError:
+                continue
+        return None
+
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""

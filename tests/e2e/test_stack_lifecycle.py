@@ -144,13 +144,40 @@ def test_a_killed_kafka_is_restarted_and_every_acknowledged_entry_is_stored_once
     _assert_stored_once(load, home)
 
 
+@pytest.mark.timeout(300)
+def test_a_killed_ingest_front_is_restarted_and_every_acknowledged_entry_is_stored_once(life: Lifecycle) -> None:
+    stack = life.running()
+    home = life.home
+    load = IngestLoad(home, "frontkill").start()
+    try:
+        load.wait_for(lambda lo: len(lo.acknowledged) >= 300, 60, "the first acknowledgements")
+        old = stack.front_pid()
+        assert old is not None
+        mark, before = stack.mark(), len(load.statuses)
+        os.kill(old, signal.SIGKILL)  # mid-stream: batches in flight in the front are lost to their senders
+        stack.wait_for_line("meterline: Ingest front exited (code -9); restarting in 1s (attempt 1 of 5)", 30, mark)
+        stack.wait_for_line("meterline: Ingest front is running again", 90, mark)
+        load.wait_for(lambda lo: lo.statuses[before:].count(202) >= 20 and lo.statuses[-20:] == [202] * 20,
+                      90, "ingest to resume through the new front")
+        assert any(s != 202 for s in load.statuses[before:])  # the kill did interrupt ingest
+        new = stack.front_pid()
+        assert new is not None and new != old and pid_alive(new)
+        # reads went through the stack process all along: the dashboard answers through the new front
+        reply = httpx.get(f"{home.gateway}/v1/agents/demo-agent/stats",
+                          headers={"Authorization": f"Bearer {home.api_key}"}, timeout=30)
+        assert reply.status_code == 200, reply.text
+    finally:
+        load.stop()
+    _assert_stored_once(load, home)
+
+
 @pytest.mark.timeout(240)
 def test_a_healthy_stack_stops_gracefully(life: Lifecycle) -> None:
     """The negative control of the frozen-Kafka test: a normal stop needs no watchdog."""
     stack = life.running()
     home = life.home
-    children = list(home.child_pids().values())
-    assert len(children) == 2
+    children = [*home.child_pids().values(), stack.front_pid()]
+    assert len(children) == 3 and None not in children
     clean_marker = home.path / "kafka" / "data" / ".kafka_cleanshutdown"
     assert not clean_marker.exists()  # Kafka removes it while it runs
     mark = stack.mark()
@@ -170,10 +197,11 @@ def test_a_sigkilled_stack_starts_again_and_keeps_every_acknowledged_entry(life:
     load = IngestLoad(home, "upkill").start()
     try:
         load.wait_for(lambda lo: len(lo.acknowledged) >= 300, 60, "the first acknowledgements")
-        children = list(home.child_pids().values())
+        children = [*home.child_pids().values(), stack.front_pid()]
+        assert None not in children
         before = len(load.statuses)
         stack.kill()  # SIGKILL, as the out-of-memory killer does
-        assert wait_gone(children, 10) == [], "Kafka or Mosquitto outlived the killed meterline up"
+        assert wait_gone(children, 10) == [], "Kafka, Mosquitto or the ingest front outlived the killed meterline up"
         again = life.running()  # same home, same ports
         assert "already in use" not in again.output() and "Traceback" not in again.output()
         load.wait_for(lambda lo: lo.statuses[before:].count(202) >= 20 and lo.statuses[-20:] == [202] * 20,
