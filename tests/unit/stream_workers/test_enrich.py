@@ -105,3 +105,24 @@ def test_usage_is_priced_from_the_table_on_the_event_day() -> None:
                           timestamp=at, ingested_at=at + 1)
         r = dict(zip(USAGE_COLUMNS, usage_row(rec, at), strict=True))
         assert (r["unit_price"], r["cost"]) == (0.0, 0.0)
+
+
+def test_secret_headers_are_dropped_whatever_safe_names_were_seen_before() -> None:
+    from stream_workers import enrich
+
+    assert enrich._headers({"Accept": "a", "X-Trace": "t"}) == {"Accept": "a", "X-Trace": "t"}  # now known safe
+    again = {"Accept": "a", "X-Trace": "t"}
+    assert enrich._headers(again) is again  # the fast path keeps the dict
+    assert enrich._headers({"Accept": "a", "AUTHORIZATION": "Bearer k", "x-Payment": "sig", "Cookie": "c"}) == {
+        "Accept": "a"}
+    for _ in range(2):  # a secret never becomes a known-safe name
+        assert enrich._headers({"Authorization": "k"}) == {}
+
+
+def test_the_known_safe_names_are_bounded() -> None:
+    from stream_workers import enrich
+
+    for i in range(enrich._SAFE_NAMES_MAX + 500):
+        enrich._headers({f"x-made-up-{i}": "v"})
+    assert len(enrich._SAFE_NAMES) == enrich._SAFE_NAMES_MAX
+    assert enrich._headers({"x-made-up-999999": "v", "Cookie": "c"}) == {"x-made-up-999999": "v"}
