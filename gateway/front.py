@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.main import create_app
+from gateway.routers.health import readiness
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
 
@@ -129,16 +130,14 @@ class Front:
         await _answer(send, 200, merge_expositions(texts), CONTENT_TYPE_LATEST.encode())
 
     async def _readyz(self, send: Send) -> None:
-        runtime = self.runtime
-        kafka = runtime.started and runtime.producer.available and await runtime.producer.probe()
-        front = {"kafka": kafka, "keys": runtime.registry.loaded}
+        front_ready, front = await readiness(self.runtime)
         try:
             reply = await self._client.get(f"{self.upstream}/readyz")
             stack: dict[str, Any] = reply.json()
             stack_ready = reply.status_code == 200
         except (httpx.HTTPError, ValueError):
             stack, stack_ready = {"status": "unreachable"}, False
-        ready = stack_ready and all(front.values())
+        ready = stack_ready and front_ready
         body = {"status": "ready" if ready else "not ready", "ingest": front,
                 **{k: v for k, v in stack.items() if k != "status"}, "stack": stack.get("status")}
         await _answer(send, 200 if ready else 503, orjson.dumps(body), b"application/json")

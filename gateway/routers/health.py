@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.deps import RuntimeDep
+from gateway.runtime import GatewayRuntime
 
 router = APIRouter(tags=["operations"])
 
@@ -19,16 +20,22 @@ async def healthz() -> dict[str, str]:
             responses={503: {"description": "not ready", "content": {"application/json": {
                 "example": {"status": "not ready", "kafka": False, "keys": True}}}}})
 async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, object]:
+    ready, parts = await readiness(runtime)
+    if not ready:
+        response.status_code = 503
+    return {"status": "ready" if ready else "not ready", **parts}
+
+
+async def readiness(runtime: GatewayRuntime) -> tuple[bool, dict[str, object]]:
+    """Whether ``runtime`` can take ingest (Kafka answers, keys loaded, the bridge connected if it runs),
+    and each part's state (``/readyz``; the ingest front reports its own the same way)."""
     kafka = runtime.started and runtime.producer.available and await runtime.producer.probe()
     keys = runtime.registry.loaded
     bridge = runtime.bridge.connected if runtime.bridge is not None else None
-    ready = kafka and keys and bridge is not False
-    if not ready:
-        response.status_code = 503
-    out: dict[str, object] = {"status": "ready" if ready else "not ready", "kafka": kafka, "keys": keys}
+    parts: dict[str, object] = {"kafka": kafka, "keys": keys}
     if bridge is not None:
-        out["mqtt"] = bridge
-    return out
+        parts["mqtt"] = bridge
+    return kafka and keys and bridge is not False, parts
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -36,4 +43,4 @@ async def metrics(runtime: RuntimeDep) -> Response:
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["router"]
+__all__ = ["readiness", "router"]

@@ -123,6 +123,11 @@ def test_one_scrape_shows_gateway_bridge_and_worker_series(life: Lifecycle) -> N
     assert float(samples['meterline_gateway_requests_total{status="202"}']) >= 1
     assert float(samples["meterline_worker_ingest_to_stored_seconds_count"]) >= 1
     assert float(samples['meterline_worker_sink_batch_rows_count{table="request_logs"}']) >= 1
+    # readiness through the front is both processes': the front's ingest and the stack's worker side
+    ready = httpx.get(f"{home.gateway}/readyz", timeout=30)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["ingest"] == {"kafka": True, "keys": True} and ready.json()["stack"] == "ready"
+    assert ready.json()["mqtt"] is True  # the bridge runs in the stack process
 
 
 @pytest.mark.timeout(420)
