@@ -44,8 +44,11 @@ def _check_totals_here(dsn: str, expected: Expected) -> None:
             "quantilesTDigestMerge(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) "
             "FROM agent_minute GROUP BY agent_id").result_rows}
         assert set(per_agent) == set(expected.requests)
+        raw = dict(client.query("SELECT agent_id, count() FROM request_logs GROUP BY agent_id").result_rows)
+        parts = client.query("SELECT table, count(), sum(rows) FROM system.parts WHERE active AND database = "
+                             "currentDatabase() GROUP BY table ORDER BY table").result_rows
         for agent, (requests, errors, p402, revenue, latency_sum, qs) in per_agent.items():
-            assert requests == expected.requests[agent]
+            assert requests == expected.requests[agent], (agent, requests, expected.requests[agent], raw[agent], parts)
             assert errors == expected.errors[agent]
             assert p402 == expected.payment_required[agent]
             assert revenue == pytest.approx(expected.revenue[agent], rel=1e-9, abs=1e-9)
