@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from clickhouse_connect.driver.client import Client
 
+from meterline.chdb_repair import repair_deduplication_logs
 from meterline.errors import ConfigError, InfrastructureError
 from meterline.paths import data_home
 
@@ -73,6 +74,7 @@ def get_client(dsn: str, *, create_database: bool = True, connect_timeout: float
             path = engine_dsn.removeprefix("chdb://")
             if path != "memory":
                 Path(path).mkdir(parents=True, exist_ok=True)
+                repair_deduplication_logs(Path(path))  # before the engine reads them (chdb_repair.py says why)
             client = clickhouse_connect.get_client(dsn=engine_dsn)
         else:
             client = clickhouse_connect.get_client(dsn=engine_dsn, connect_timeout=connect_timeout,
