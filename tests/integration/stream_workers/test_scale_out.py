@@ -66,7 +66,9 @@ def test_two_workers_one_killed_mid_stream(kafka_bootstrap: str, topics: Topics,
     assert a.stop() == 0
     # B owned partitions and committed work before it died; A took them over and rebuilt their state.
     assert any(f"('{topics.requests}'" in line for line in b.log().splitlines() if "assigned [(" in line)
-    assert "rebuilt dedupe window" in a.log(), a.log()[-3000:]
+    # the recovery path ran: from slice files when B wrote one before it died (a minute of watermark), or
+    # rebuilt from the log before the pending range otherwise; which one depends on how far B got
+    assert re.search(r"(rebuilt dedupe window|restored dedupe state) from", a.log()), a.log()[-3000:]
     _, partition, span = died["token"].rsplit("/", 2)
     assert re.search(rf"{partition}\): re-forming the recorded batch {span}", a.log()), a.log()[-3000:]
     check_totals(dsn, expected)
