@@ -119,15 +119,6 @@ async def make_keys(bootstrap: str, topics: Topics, gateway: str) -> dict[str, s
     return keys
 
 
-def _front_pid(stack_pid: int) -> dict[str, int]:
-    """The ingest front among the stack process's children (none with METERLINE_FRONT=0)."""
-    for task in Path(f"/proc/{stack_pid}/task").glob("*"):  # children of any thread (the spawner's)
-        for child in (task / "children").read_text().split():
-            if b"gateway.front" in Path(f"/proc/{child}/cmdline").read_bytes():
-                return {"front": int(child)}
-    return {}
-
-
 def start_up(stack: ExitStack, work: Path, *, front: bool = True) -> Deployment:
     """``meterline up`` with defaults, except its home, ports and the operator token."""
     from tests.e2e.stackproc import StackHome
@@ -141,7 +132,8 @@ def start_up(stack: ExitStack, work: Path, *, front: bool = True) -> Deployment:
     stack.callback(proc.stop)
     bootstrap = f"127.0.0.1:{home.ports['kafka']}"
     keys = asyncio.run(make_keys(bootstrap, Topics(prefix="meterline."), home.gateway))
-    pids = {"meterline up": proc.proc.pid, **_front_pid(proc.proc.pid), **home.child_pids()}
+    front_pid = proc.front_pid()  # none with METERLINE_FRONT=0
+    pids = {"meterline up": proc.proc.pid, **({"front": front_pid} if front_pid else {}), **home.child_pids()}
     return Deployment("up" if front else "up1", home.gateway, keys, pids)
 
 
