@@ -46,8 +46,9 @@ async def test_gateway_process_json_logs_and_sigterm(kafka_bootstrap: str, topic
                 time.sleep(0.2)
             ok = await http.post("/v1/ingest", json={"entries": [entry(1)]}, headers={"Authorization": f"Bearer {key}"})
             assert ok.status_code == 202
+            wrong = key[:-1] + ("1" if key.endswith("0") else "0")  # another key (1 key in 16 ends in 0)
             bad = await http.post("/v1/ingest", json={"entries": [entry(2)]},
-                                  headers={"Authorization": f"Bearer {key[:-1]}0"})
+                                  headers={"Authorization": f"Bearer {wrong}"})
             assert bad.status_code in (401, 403)
             assert (await http.get("/dashboard/agent-p")).status_code == 200
             stats = await http.get("/v1/agents/agent-p/stats", headers={"Authorization": f"Bearer {key}"})

@@ -186,7 +186,8 @@ def test_a_slice_file_round_trips_and_fires_its_fault_point(tmp_path: Path) -> N
     (tmp_path / "p" / "00000000000000000030-00000000000000000040.slice").write_bytes(b"not a slice")
     assert store.scan() == [meta]
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [meta.path.name]
-    meta.path.write_bytes(meta.path.read_bytes()[:-1] + b"\x00")
+    data = meta.path.read_bytes()
+    meta.path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # a changed last byte, whatever it was
     with pytest.raises(CorruptSlice, match="checksum"):
         store.load(meta)
 
