@@ -70,8 +70,10 @@ def _lua_string(text: str) -> str:
     return "[==[" + text + "]==]"
 
 
-def wrk_script(run: str, keys: dict[str, str], path: Path) -> Path:
-    """Write the Lua script: unique ids ``<run>-w<thread>-<n>-<i>``, agents round-robin, 202s counted."""
+def wrk_script(run: str, keys: dict[str, str], path: Path, delay_ms: float | None = None) -> Path:
+    """Write the Lua script: unique ids ``<run>-w<thread>-<n>-<i>``, agents round-robin, 202s counted;
+    with ``delay_ms``, every connection waits that long after an answer before its next request (a paced
+    load: each connection then sends one batch per ``delay_ms`` plus the answer's latency)."""
     rnd = random.Random(13)
     fragments = []
     for _ in range(64):
@@ -115,6 +117,8 @@ function done(summary, latency, requests)
 end
 """,
     ]
+    if delay_ms is not None:
+        lua.append(f"function delay() return {max(0, round(delay_ms))} end")
     path.write_text("\n".join(lua))
     return path
 
