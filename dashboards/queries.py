@@ -62,6 +62,11 @@ _SUMMARY_METRICS: Final = (*_PERF_METRICS, "successes", "errors", "payment_requi
 #: A range holding no whole UTC day is read by the view's ``<name>_raw.sql`` instead, from raw rows alone:
 #: planning the tiers and weighing the projections costs more than such a range's raw rows (docs/capacity.md).
 TIERED: Final = frozenset({"latency_histogram", "revenue", "revenue_by_tool", "customers", "revenue_by_customer"})
+#: ... and so is a range holding fewer of the agent's requests than this (``range_requests.sql`` sizes it
+#: from the minute rollup): planning a tiered query costs ~20 ms on its own, so below about a million rows
+#: the raw file answers as fast or faster (at 100 M stored rows, 30-day ranges: tiered against raw
+#: 49 - 191 ms against 48 - 124 ms for an agent with 1 - 1.4 M rows, 56 - 202 against 123 - 258 ms at 3.3 M).
+TIERS_FROM_ROWS: Final = 1_000_000
 _DAY: Final = timedelta(days=1)
 
 
@@ -233,15 +238,34 @@ def _change(current: float | None, previous: float | None) -> float | None:
 class DashboardQueries:
     """The dashboard views over one ClickHouse client."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, tiers_from_rows: int = TIERS_FROM_ROWS) -> None:
         self.client = client
+        self.tiers_from_rows = tiers_from_rows  # 0: tiers for every range holding a whole day
+        self._sizes: dict[tuple[str, datetime, datetime], int] = {}
+
+    def file_for(self, name: str, params: Mapping[str, Any]) -> str:
+        """The SQL file that answers view ``name`` for ``params``: a tiered view's ``<name>_raw`` for a range
+        holding no whole UTC day or fewer than ``tiers_from_rows`` of the agent's requests."""
+        if name not in TIERED:
+            return name
+        start, end = params["start"], params["end"]
+        if not holds_whole(start, end, _DAY):
+            return f"{name}_raw"
+        if self.tiers_from_rows:
+            key = (params["agent_id"], start, end)
+            if key not in self._sizes:  # once per view: revenue's three queries share it
+                [row] = self.run("range_requests", {"agent_id": key[0], "start": start, "end": end})
+                self._sizes[key] = int(row["requests"])
+            if self._sizes[key] < self.tiers_from_rows:
+                return f"{name}_raw"
+        return name
 
     def run(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Run ``schemas/queries/<name>.sql`` with ``params`` bound server-side, under the read side's limits
-        (``dashboards/sql/limits.py``; one stopped by a limit is a ``DashboardError`` naming it); rows as dicts."""
+        """Run ``schemas/queries/<name>.sql`` (or the file :meth:`file_for` picks) with ``params`` bound
+        server-side, under the read side's limits (``dashboards/sql/limits.py``; one stopped by a limit is a
+        ``DashboardError`` naming it); rows as dicts."""
         limits = view_limits()
-        if name in TIERED and not holds_whole(params["start"], params["end"], _DAY):
-            name = f"{name}_raw"
+        name = self.file_for(name, params)
         try:
             result = self.client.query(load_sql(name), parameters=dict(params), settings=limits)
         except DatabaseError as exc:
@@ -390,6 +414,7 @@ __all__ = [
     "MAX_BUCKETS",
     "STATUS_CLASSES",
     "TIERED",
+    "TIERS_FROM_ROWS",
     "STEPS",
     "Cursor",
     "Filters",

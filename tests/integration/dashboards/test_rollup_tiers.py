@@ -8,8 +8,9 @@ day from raw rows alone (its ``<name>_raw.sql``; schemas/queries/README.md):
   the end of a month; shorter and longer than a day, so both files of a view), with or without a
   filter, every tiered view equals the naive computation over the raw rows, inserted in several parts;
 - each tier reads the projection meant for it (the plan names it), a range without a whole hour reads
-  raw rows only, and a SQL file made to take the cut hour at an edge from the hour tier is caught: the
-  negative control shows the edge test can fail;
+  raw rows only, a range with fewer of the agent's requests than the views' threshold is read by the raw
+  file (and by the tiered one from the threshold on), and a SQL file made to take the cut hour at an
+  edge from the hour tier is caught: the negative control shows the edge test can fail;
 - an installation with rows from before migration 0003 gets them in the projections (MATERIALIZE
   PROJECTION rebuilds the old parts), counted once, also when the migration's statements run again.
 """
@@ -29,7 +30,15 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dashboards.queries import TIERED, DashboardQueries, Filters, TimeRange, holds_whole, load_sql
+from dashboards.queries import (
+    TIERED,
+    TIERS_FROM_ROWS,
+    DashboardQueries,
+    Filters,
+    TimeRange,
+    holds_whole,
+    load_sql,
+)
 from meterline.migrations import MIGRATIONS_DIR, apply_migrations, discover
 from tests.integration.dashboards import sample
 
@@ -146,7 +155,10 @@ def test_tiered_views_equal_the_raw_rows_for_any_range(clickhouse: Client, data:
     start, end = data.draw(ranges(), label="range")
     reqs = requests(data, agent, start, end)
     insert_in_parts(clickhouse, reqs, data.draw(st.integers(1, 3), label="parts"))
-    check_views(DashboardQueries(clickhouse), reqs, agent, start, end, data.draw(st.sampled_from(FILTERS)))
+    # tiers_from_rows=0: every range holding a whole day is read in tiers, however few its rows (the
+    # views' default sends a range this small to the raw files, which the tests of the views cover)
+    views = DashboardQueries(clickhouse, tiers_from_rows=0)
+    check_views(views, reqs, agent, start, end, data.draw(st.sampled_from(FILTERS)))
 
 
 START = datetime(2026, 10, 29, 10, 30, 0, 250_000, tzinfo=UTC)
@@ -177,6 +189,34 @@ def test_each_tier_reads_the_projection_meant_for_it(clickhouse: Client, name: s
     assert not holds_whole(START, START + 23 * H, D) and holds_whole(START, END, D)
     raw_file = plan(clickhouse, f"{name}_raw", params)
     assert "_day)" not in raw_file and "_hour)" not in raw_file and "ReadFromMergeTree (t_" in raw_file
+
+
+def test_a_small_range_is_read_by_the_raw_file_and_a_large_one_in_tiers(clickhouse: Client) -> None:
+    """The file a tiered view runs follows the agent's requests in the range (``range_requests.sql``, from the
+    minute rollup): the raw file below the threshold, the tiers from it on; never tiers without a whole day."""
+    agent = "agent-size"
+    reqs = [sample.Req(agent, f"s{i}", t, 200, 5.0, "c1", "search", 0.1) for i, t in enumerate(edge_times(START, END))]
+    sample.insert_requests(clickhouse, reqs)
+    minute = timedelta(minutes=1)  # the size counts whole minutes: from the one holding START to END
+    traffic = len([r for r in sample.traffic(reqs, agent) if floor(START, minute) <= floor(r.event_time, minute) < END])
+    assert traffic > len(sample.traffic(reqs, agent, START, END))  # the minute before START's edge is in it
+    params = {"agent_id": agent, "start": START, "end": END}
+    assert DashboardQueries(clickhouse).run("range_requests", params) == [{"requests": traffic}]
+    assert traffic < TIERS_FROM_ROWS
+    for name in TIERED:
+        assert DashboardQueries(clickhouse).file_for(name, params) == f"{name}_raw"
+        assert DashboardQueries(clickhouse, tiers_from_rows=traffic + 1).file_for(name, params) == f"{name}_raw"
+        assert DashboardQueries(clickhouse, tiers_from_rows=traffic).file_for(name, params) == name
+        assert DashboardQueries(clickhouse, tiers_from_rows=0).file_for(name, params) == name
+        no_day = {**params, "end": START + 23 * H}
+        assert DashboardQueries(clickhouse, tiers_from_rows=0).file_for(name, no_day) == f"{name}_raw"
+    # both files give the same numbers, floats summed in another order aside (the property test above
+    # compares the tiers with the raw rows for any range)
+    rng = TimeRange(START, END)
+    raw, tiered = DashboardQueries(clickhouse).revenue(agent, rng), DashboardQueries(clickhouse, 1).revenue(agent, rng)
+    assert raw["paid_requests"] == tiered["paid_requests"] > 0
+    for part in ("series", "by_tool", "by_customer"):
+        approx_rows(raw[part], tiered[part])
 
 
 def test_a_cut_hour_read_from_the_hour_tier_is_caught(clickhouse: Client) -> None:
