@@ -270,13 +270,15 @@ async def measure(dep: Deployment, connections: int, seconds: float, work: Path,
         rows = distinct = 0
         progressed = time.monotonic()  # an entry not stored 60 s after the store last stored one is lost;
         while time.monotonic() - progressed < STALL_S:  # a long run's backlog takes minutes to drain
-            before = distinct
+            before, asked = distinct, time.monotonic()
             rows, distinct = await stored(client, dep, run)
             if distinct >= expected:
                 break
             if distinct > before:
                 progressed = time.monotonic()
-            await asyncio.sleep(0.1)
+            # the count reads the whole table: over millions of rows it takes seconds of the stack's CPU,
+            # so it waits as long as it took (the drain it measures keeps at least half the machine)
+            await asyncio.sleep(max(0.1, time.monotonic() - asked))
         queryable = time.monotonic()
         await tasks[1]
     self_after = resource.getrusage(resource.RUSAGE_SELF)
