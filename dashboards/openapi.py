@@ -16,11 +16,17 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 #: Documents ``Authorization: Bearer <API key or operator token>``; reads nothing itself.
 BEARER: Final = HTTPBearer(scheme_name="bearer", auto_error=False,  # gateway.routers.openapi.BEARER_SCHEME
                            description="an agent's API key (its own data) or the operator token (any agent)")
+
+
+#: What a row's ``estimated`` says (dashboards/queries.py, SKETCHED): a long range of a busy agent is read from
+#: the hour and day sketches of migration 0006, whose percentiles are t-digest estimates.
+ESTIMATED: Final = ("true when {} t-digest estimates (within about 1 % of rank): a range holding many of the agent's "
+                    "requests is read from hour and day sketches; counts, sums, averages and customers stay exact")
 
 
 class _Doc(BaseModel):
@@ -50,6 +56,7 @@ class Day(_Doc):
     customers: int
     avg_latency_ms: float
     p95_latency_ms: float
+    estimated: bool = Field(description=ESTIMATED.format("p95_latency_ms is"))
 
 
 class Daily(_Doc):
@@ -81,6 +88,7 @@ class Tool(_Doc):
     avg_latency_ms: float
     error_rate: float
     revenue: float
+    estimated: bool = Field(description=ESTIMATED.format("p95_latency_ms is"))
 
 
 class Tools(_Doc):
@@ -255,6 +263,7 @@ class Point(_Doc):
     avg_latency_ms: float
     p50_latency_ms: float
     p95_latency_ms: float
+    estimated: bool = Field(description=ESTIMATED.format("p50_latency_ms and p95_latency_ms are"))
 
 
 class Series(_Doc):
@@ -277,6 +286,7 @@ class Group(_Doc):
     avg_latency_ms: float
     p95_latency_ms: float
     previous_requests: int
+    estimated: bool = Field(description=ESTIMATED.format("p95_latency_ms is"))
 
 
 class Breakdown(_Doc):

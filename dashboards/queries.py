@@ -67,7 +67,19 @@ TIERED: Final = frozenset({"latency_histogram", "revenue", "revenue_by_tool", "c
 #: the raw file answers as fast or faster (at 100 M stored rows, 30-day ranges: tiered against raw
 #: 49 - 191 ms against 48 - 124 ms for an agent with 1 - 1.4 M rows, 56 - 202 against 123 - 258 ms at 3.3 M).
 TIERS_FROM_ROWS: Final = 1_000_000
+#: Views with a second file over the hour and day sketches of migration 0006 (``<name>_sketch.sql``), read for a
+#: range holding a whole hour, no filter (a breakdown: by tool; a series: a step of whole hours) and at least
+#: ``SKETCH_FROM_ROWS[name]`` of the agent's requests (with the period before it, for a breakdown). Its counts,
+#: sums, averages and distinct customers are exact; its percentiles are t-digest estimates, and its rows say so
+#: (``estimated``). Exact percentiles of a range mean reading every one of its rows (~460 ms for an agent's
+#: 14 M-row month on two cores); the sketches cost about the same whatever the rows, 25 - 45 ms for a month
+#: here, mostly planning a three-tier query. Each threshold is where the two files cross for that view
+#: (docs/capacity.md): below it the exact file answers as fast or faster.
+SKETCHED: Final = frozenset({"daily", "tools", "series", "breakdown"})
+SKETCH_FROM_ROWS: Final[Mapping[str, int]] = {"daily": 200_000, "series": 200_000, "tools": 400_000,
+                                              "breakdown": 400_000}
 _DAY: Final = timedelta(days=1)
+_HOUR: Final = timedelta(hours=1)
 
 
 @cache
@@ -238,27 +250,47 @@ def _change(current: float | None, previous: float | None) -> float | None:
 class DashboardQueries:
     """The dashboard views over one ClickHouse client."""
 
-    def __init__(self, client: Client, tiers_from_rows: int = TIERS_FROM_ROWS) -> None:
+    def __init__(self, client: Client, tiers_from_rows: int = TIERS_FROM_ROWS,
+                 sketch_from_rows: Mapping[str, int] | int | None = SKETCH_FROM_ROWS) -> None:
         self.client = client
         self.tiers_from_rows = tiers_from_rows  # 0: tiers for every range holding a whole day
+        self.sketch_from_rows = sketch_from_rows  # per view or one for all: 0 wherever they answer, None never
         self._sizes: dict[tuple[str, datetime, datetime], int] = {}
 
     def file_for(self, name: str, params: Mapping[str, Any]) -> str:
         """The SQL file that answers view ``name`` for ``params``: a tiered view's ``<name>_raw`` for a range
-        holding no whole UTC day or fewer than ``tiers_from_rows`` of the agent's requests."""
+        holding no whole UTC day or fewer than ``tiers_from_rows`` of the agent's requests; a sketched view's
+        ``<name>_sketch`` for a range holding at least ``sketch_from_rows`` of them (:data:`SKETCHED`)."""
+        if name in SKETCHED:
+            return f"{name}_sketch" if self._sketch_answers(name, params) else name
         if name not in TIERED:
             return name
         start, end = params["start"], params["end"]
         if not holds_whole(start, end, _DAY):
             return f"{name}_raw"
-        if self.tiers_from_rows:
-            key = (params["agent_id"], start, end)
-            if key not in self._sizes:  # once per view: revenue's three queries share it
-                [row] = self.run("range_requests", {"agent_id": key[0], "start": start, "end": end})
-                self._sizes[key] = int(row["requests"])
-            if self._sizes[key] < self.tiers_from_rows:
-                return f"{name}_raw"
+        if self.tiers_from_rows and self._size(params["agent_id"], start, end) < self.tiers_from_rows:
+            return f"{name}_raw"
         return name
+
+    def _sketch_answers(self, name: str, params: Mapping[str, Any]) -> bool:
+        """Whether the hourly sketches answer ``name`` for ``params`` (see :data:`SKETCHED`)."""
+        if self.sketch_from_rows is None or any(params[f] for f in ("customer", "tool", "status", "protocol")):
+            return False
+        if name == "breakdown" and params["by"] != "tool" or name == "series" and params["step_s"] % 3600:
+            return False
+        start, end = params.get("prev_start", params["start"]), params["end"]
+        if not holds_whole(params["start"], end, _HOUR):
+            return False
+        least = self.sketch_from_rows if isinstance(self.sketch_from_rows, int) else self.sketch_from_rows[name]
+        return not least or self._size(params["agent_id"], start, end) >= least
+
+    def _size(self, agent_id: str, start: datetime, end: datetime) -> int:
+        """The agent's requests in the minutes of ``[start, end)`` (``range_requests.sql``), once per view."""
+        key = (agent_id, start, end)
+        if key not in self._sizes:  # revenue's three queries share it
+            [row] = self.run("range_requests", {"agent_id": agent_id, "start": start, "end": end})
+            self._sizes[key] = int(row["requests"])
+        return self._sizes[key]
 
     def run(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run ``schemas/queries/<name>.sql`` (or the file :meth:`file_for` picks) with ``params`` bound
@@ -412,6 +444,8 @@ __all__ = [
     "ANY",
     "DIMENSIONS",
     "MAX_BUCKETS",
+    "SKETCHED",
+    "SKETCH_FROM_ROWS",
     "STATUS_CLASSES",
     "TIERED",
     "TIERS_FROM_ROWS",

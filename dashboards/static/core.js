@@ -211,7 +211,11 @@ export function fillTable(id, rows, cols) {
     const tr = body.insertRow();
     for (const [key, f, numeric, onClick] of cols) {
       const td = tr.insertCell();
-      const text = f(row[key]);
+      let text = f(row[key]);
+      if (row.estimated && /^p\d+_latency_ms$/.test(key)) {  // a long range of a busy agent: read from sketches
+        text = "≈ " + text;
+        td.title = "t-digest estimate (within about 1 % of rank): this range is read from hour and day sketches";
+      }
       if (onClick && row[key] !== "" && row[key] !== null) {
         td.append(el("a", { href: "#", className: "drill", textContent: text,
           onclick: (ev) => { ev.preventDefault(); onClick(row); } }));

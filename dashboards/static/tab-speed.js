@@ -52,10 +52,11 @@ async function load() {
 
   const xs = series.points.map((r) => epoch(r.t));
   $("sp-step").textContent = "per " + stepLabel(series.step_seconds);
+  const est = series.points.some((r) => r.estimated) ? " (≈ t-digest)" : "";  // a long range of a busy agent
   chart("chart-hourly", {
     scales: { x: timeSeriesX(xs), ms: {} },
-    series: [{}, { label: "p95 ms", stroke: "#c77c02", width: 2, scale: "ms", value: msValue },
-      { label: "p50 ms", stroke: "#3461d1", width: 2, scale: "ms", value: msValue },
+    series: [{}, { label: "p95 ms" + est, stroke: "#c77c02", width: 2, scale: "ms", value: msValue },
+      { label: "p50 ms" + est, stroke: "#3461d1", width: 2, scale: "ms", value: msValue },
       { label: "avg ms", stroke: "#5a6478", width: 1, dash: [4, 3], scale: "ms", value: msValue }],
     axes: [{}, siAxis({ scale: "ms", label: "response time", values: (u, ticks) => ticks.map(msTick) })],
     empty: "no requests in this range",

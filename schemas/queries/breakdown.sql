@@ -20,7 +20,8 @@ SELECT
     sumIf(x402_amount, event_time >= {start:DateTime64(3, 'UTC')})                              AS revenue,
     avgIf(response_ms, event_time >= {start:DateTime64(3, 'UTC')})                              AS avg_latency_ms,
     quantileExactInclusiveIf(0.95)(response_ms, event_time >= {start:DateTime64(3, 'UTC')})     AS p95_latency_ms,
-    countIf(event_time < {start:DateTime64(3, 'UTC')})                                          AS previous_requests
+    countIf(event_time < {start:DateTime64(3, 'UTC')})                                          AS previous_requests,
+    false                                                                                       AS estimated
 FROM request_logs
 WHERE agent_id = {agent_id:String}
   AND source != 'sdk_ping'

@@ -10,7 +10,8 @@ SELECT
     countIf(status_code >= 400 AND status_code != 402)       AS errors,
     uniqExactIf(customer_id, customer_id != '')              AS customers,
     ifNotFinite(avg(response_ms), 0)                         AS avg_latency_ms,
-    ifNotFinite(quantileExactInclusive(0.95)(response_ms), 0) AS p95_latency_ms
+    ifNotFinite(quantileExactInclusive(0.95)(response_ms), 0) AS p95_latency_ms,
+    false                                                    AS estimated
 FROM request_logs
 WHERE agent_id = {agent_id:String}
   AND source != 'sdk_ping'

@@ -18,7 +18,8 @@ SELECT
     ifNull(s.revenue, 0)                               AS revenue,
     ifNull(s.avg_latency_ms, 0)                        AS avg_latency_ms,
     ifNull(s.p50_latency_ms, 0)                        AS p50_latency_ms,
-    ifNull(s.p95_latency_ms, 0)                        AS p95_latency_ms
+    ifNull(s.p95_latency_ms, 0)                        AS p95_latency_ms,
+    false                                              AS estimated
 FROM
 (
     SELECT arrayJoin(range(first_bucket, end_ms, step_ms)) AS bucket

@@ -9,7 +9,8 @@ SELECT
     quantileExactInclusive(0.95)(response_ms)                AS p95_latency_ms,
     avg(response_ms)                                         AS avg_latency_ms,
     countIf(status_code >= 400 AND status_code != 402) / count() AS error_rate,
-    sum(x402_amount)                                         AS revenue
+    sum(x402_amount)                                         AS revenue,
+    false                                                    AS estimated
 FROM request_logs
 WHERE agent_id = {agent_id:String}
   AND source != 'sdk_ping'

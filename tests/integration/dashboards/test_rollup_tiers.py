@@ -291,7 +291,7 @@ def _wait_for_mutations(client: Client) -> None:
 
 
 def test_every_tiered_file_computes_the_tiers_with_the_same_block() -> None:
-    """The tier bounds are one block of text, the same in every tiered file (a fix reaches all of them)."""
+    """The tier bounds are one block of text, the same in every tiered and sketch file (a fix reaches all of them)."""
     def block(name: str) -> list[str]:
         lines = [line.strip().rstrip(",") for line in load_sql(name).splitlines()]
         start = lines.index("WITH")
@@ -302,3 +302,5 @@ def test_every_tiered_file_computes_the_tiers_with_the_same_block() -> None:
     for name in TIERED:
         assert block(name) == reference, name
         assert "optimize_use_projections" in load_sql(f"{name}_raw"), name
+    for name in ("daily", "tools", "breakdown"):  # the sketch files of migration 0006 (test_rollup_sketches.py)
+        assert block(f"{name}_sketch") == reference, name
