@@ -25,8 +25,8 @@ BEARER: Final = HTTPBearer(scheme_name="bearer", auto_error=False,  # gateway.ro
 
 #: What a row's ``estimated`` says (dashboards/queries.py, SKETCHED): a long range of a busy agent is read from
 #: the hour and day sketches of migration 0006, whose percentiles are t-digest estimates.
-ESTIMATED: Final = ("true when {} t-digest estimates (within about 1 % of rank): a range holding many of the agent's "
-                    "requests is read from hour and day sketches; counts, sums, averages and customers stay exact")
+ESTIMATED: Final = ("true when {} estimates (t-digest: within about 1 % of rank): a range holding many of the agent's "
+                    "requests is read from hour and day sketches; counts, sums and averages stay exact")
 
 
 class _Doc(BaseModel):
@@ -56,7 +56,7 @@ class Day(_Doc):
     customers: int
     avg_latency_ms: float
     p95_latency_ms: float
-    estimated: bool = Field(description=ESTIMATED.format("p95_latency_ms is"))
+    estimated: bool = Field(description=ESTIMATED.format("p95_latency_ms and customers (uniq) are"))
 
 
 class Daily(_Doc):

@@ -70,8 +70,8 @@ TIERS_FROM_ROWS: Final = 1_000_000
 #: Views with a second file over the hour and day sketches of migration 0006 (``<name>_sketch.sql``), read for a
 #: range holding a whole hour, no filter (a breakdown: by tool; a series: a step of whole hours) and at least
 #: ``SKETCH_FROM_ROWS[name]`` of the agent's requests (with the period before it, for a breakdown). Its counts,
-#: sums, averages and distinct customers are exact; its percentiles are t-digest estimates, and its rows say so
-#: (``estimated``). Exact percentiles of a range mean reading every one of its rows (~460 ms for an agent's
+#: sums and averages are exact; its percentiles (t-digest) and distinct customers (uniq) are estimates, and its
+#: rows say so (``estimated``). Exact percentiles of a range mean reading every one of its rows (~460 ms for an agent's
 #: 14 M-row month on two cores); the sketches cost about the same whatever the rows, 25 - 45 ms for a month
 #: here, mostly planning a three-tier query. Each threshold is where the two files cross for that view
 #: (docs/capacity.md): below it the exact file answers as fast or faster.

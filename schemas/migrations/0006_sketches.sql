@@ -1,23 +1,25 @@
 -- Hour and day sketches for long ranges: per agent (and per agent and tool) and hour or UTC day, the exact
--- counters and sums of the views plus a t-digest of the latencies (and, per agent, the set of its customers).
--- A view whose range holds at least SKETCH_FROM_ROWS of the agent's requests reads its whole days and hours
--- here and its cut hours at the edges from raw rows (schemas/queries/README.md, "sketch files"): its counts,
--- sums, averages and distinct customers stay exact, its percentiles become estimates. Exact percentiles of a
--- month mean reading every one of its rows (an agent's 14 M: ~460 ms on two cores); here a month is 30 day
--- rows and the hours at its edges (docs/capacity.md).
+-- counters and sums of the views, a t-digest of the latencies and, per agent, a uniq state of the
+-- customers. A view whose range holds many of the agent's requests (SKETCH_FROM_ROWS) reads its whole days
+-- and hours here and its cut hours at the edges from raw rows (schemas/queries/README.md, "sketches"): its
+-- counts, sums and averages stay exact, its percentiles and distinct customers become estimates. Exact
+-- percentiles of a month mean reading every one of its rows (an agent's 14 M: ~460 ms on two cores); here a
+-- month is 30 day rows and the hours at its edges (docs/capacity.md).
 --
--- Why t-digest: merging a state costs about the same whatever the rows behind it (~0.2 ms a day state,
--- ~0.04 ms an hour state on this machine), and its error is in rank (about 1 %), where a latency tail is
--- read. Why uniqExact for the customers: a day's set of 10,000 customers merges in ~0.35 ms, as fast as
--- uniq's estimate (whose states, merged from the minute rollup's, read 2 - 3 times slower here), and exact.
+-- What the sink's insert pays for them is kept small: the agent hours are fed from agent_minute (a view
+-- over the minute rollup's inserted block: a few rows a sink batch, merged states, no pass over the raw
+-- rows), the days from the hours. The tool hours need the raw rows (agent_tool_minute counts no 402s), and
+-- take the place of agent_tool_minute, which no query read: its view and table are dropped, so the raw
+-- rows still feed one t-digest per tool. Like the rollups of 0002, a repeated batch is dropped in every
+-- sketch (deduplicate_blocks_in_dependent_materialized_views reaches views fed by views).
+--
+-- t-digest: merging a state costs about the same whatever the rows behind it, and its error is in rank
+-- (about 1 %), where a latency tail is read. uniq: exact up to 65,536 distinct customers (but for a rare
+-- collision of its 32-bit hashes), then within about 1 %.
 --
 -- A granule holds 64 rows, not 8192: a state is read whole before the WHERE is applied, and at 8192 rows a
 -- granule would hold the states of dozens of agents (an agent's month of day states merged in 33 ms against
 -- 9 ms with only its own rows read).
---
--- The hours are fed from the raw rows by the sink's insert, the days from the hours (a view over the hour
--- table's inserted block: a few rows a sink batch, merged states, no second pass over the raw rows). Like
--- the rollups of 0002, a repeated batch is dropped here too (deduplicate_blocks_in_dependent_materialized_views).
 --
 -- The rows stored before this migration are added first (the days through their views, created first),
 -- then the views for what comes after. Migrations run before a worker consumes (stream_workers/sink.py
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS agent_hour_sketch
     revenue           SimpleAggregateFunction(sum, Float64),
     latency_sum       SimpleAggregateFunction(sum, Float64),
     latency_quantiles AggregateFunction(quantilesTDigest(0.5, 0.75, 0.9, 0.95, 0.99), Float64),
-    customers         AggregateFunction(uniqExact, String)
+    customers         AggregateFunction(uniq, String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
@@ -52,7 +54,7 @@ CREATE TABLE IF NOT EXISTS agent_day_sketch
     revenue           SimpleAggregateFunction(sum, Float64),
     latency_sum       SimpleAggregateFunction(sum, Float64),
     latency_quantiles AggregateFunction(quantilesTDigest(0.5, 0.75, 0.9, 0.95, 0.99), Float64),
-    customers         AggregateFunction(uniqExact, String)
+    customers         AggregateFunction(uniq, String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -93,6 +95,10 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (agent_id, tool_name, day)
 SETTINGS index_granularity = 64, non_replicated_deduplication_window = 10000;
 
+DROP VIEW IF EXISTS agent_tool_minute_mv;
+
+DROP TABLE IF EXISTS agent_tool_minute;
+
 TRUNCATE TABLE IF EXISTS agent_hour_sketch;
 
 TRUNCATE TABLE IF EXISTS agent_day_sketch;
@@ -111,7 +117,7 @@ SELECT
     sum(revenue) AS revenue,
     sum(latency_sum) AS latency_sum,
     quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS latency_quantiles,
-    uniqExactMergeState(customers) AS customers
+    uniqMergeState(customers) AS customers
 FROM agent_hour_sketch
 GROUP BY agent_id, day;
 
@@ -132,16 +138,15 @@ GROUP BY agent_id, tool_name, day;
 INSERT INTO agent_hour_sketch SETTINGS insert_deduplicate = 0
 SELECT
     agent_id,
-    toStartOfHour(event_time) AS hour,
-    count() AS requests,
-    countIf(is_error = 1) AS errors,
-    countIf(is_payment_required = 1) AS payment_required,
-    sum(x402_amount) AS revenue,
-    sum(response_ms) AS latency_sum,
-    quantilesTDigestState(0.5, 0.75, 0.9, 0.95, 0.99)(response_ms) AS latency_quantiles,
-    uniqExactStateIf(customer_id, customer_id != '') AS customers
-FROM request_logs
-WHERE source != 'sdk_ping'
+    toStartOfHour(minute) AS hour,
+    sum(requests) AS requests,
+    sum(errors) AS errors,
+    sum(payment_required) AS payment_required,
+    sum(revenue) AS revenue,
+    sum(latency_sum) AS latency_sum,
+    quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS latency_quantiles,
+    uniqMergeState(customers) AS customers
+FROM agent_minute
 GROUP BY agent_id, hour;
 
 INSERT INTO agent_tool_hour_sketch SETTINGS insert_deduplicate = 0
@@ -162,16 +167,15 @@ GROUP BY agent_id, tool_name, hour;
 CREATE MATERIALIZED VIEW IF NOT EXISTS agent_hour_sketch_mv TO agent_hour_sketch AS
 SELECT
     agent_id,
-    toStartOfHour(event_time) AS hour,
-    count() AS requests,
-    countIf(is_error = 1) AS errors,
-    countIf(is_payment_required = 1) AS payment_required,
-    sum(x402_amount) AS revenue,
-    sum(response_ms) AS latency_sum,
-    quantilesTDigestState(0.5, 0.75, 0.9, 0.95, 0.99)(response_ms) AS latency_quantiles,
-    uniqExactStateIf(customer_id, customer_id != '') AS customers
-FROM request_logs
-WHERE source != 'sdk_ping'
+    toStartOfHour(minute) AS hour,
+    sum(requests) AS requests,
+    sum(errors) AS errors,
+    sum(payment_required) AS payment_required,
+    sum(revenue) AS revenue,
+    sum(latency_sum) AS latency_sum,
+    quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS latency_quantiles,
+    uniqMergeState(customers) AS customers
+FROM agent_minute
 GROUP BY agent_id, hour;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS agent_tool_hour_sketch_mv TO agent_tool_hour_sketch AS

@@ -1,7 +1,7 @@
 -- Daily trend over the sketches (migration 0006): the same rows as daily.sql for a range holding at least
 -- SKETCH_FROM_ROWS of the agent's requests and no filter (dashboards/queries.py picks the file). Requests,
--- revenue, errors, the average and the unique customers are exact; the p95 is a t-digest estimate, and each
--- day with traffic says so (estimated = true).
+-- revenue, errors and the average are exact; unique customers (uniq) and the p95 (t-digest) are estimates, and
+-- each day with traffic says so (estimated = true).
 --
 -- Whole days from agent_day_sketch, the whole hours left at either side from agent_hour_sketch, the cut hours at
 -- the edges from raw rows (their states made here and merged with the sketches'); the bounds are the WITH
@@ -33,7 +33,7 @@ SELECT
     sum(part_requests)                                                             AS requests,
     sum(part_revenue)                                                              AS revenue,
     sum(part_errors)                                                               AS errors,
-    uniqExactMerge(part_customers)                                                      AS customers,
+    uniqMerge(part_customers)                                                      AS customers,
     ifNotFinite(sum(part_latency_sum) / requests, 0)                               AS avg_latency_ms,
     ifNotFinite(quantilesTDigestMerge(0.5, 0.75, 0.9, 0.95, 0.99)(part_quantiles)[4], 0) AS p95_latency_ms,
     true                                                                           AS estimated
@@ -47,7 +47,7 @@ FROM
         sum(revenue)                                                           AS part_revenue,
         sum(latency_sum)                                                       AS part_latency_sum,
         quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles,
-        uniqExactMergeState(customers)                                              AS part_customers
+        uniqMergeState(customers)                                              AS part_customers
     FROM agent_day_sketch
     WHERE agent_id = {agent_id:String}
       AND day >= days_start AND day < days_end
@@ -61,7 +61,7 @@ FROM
         sum(revenue)                                                           AS part_revenue,
         sum(latency_sum)                                                       AS part_latency_sum,
         quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles,
-        uniqExactMergeState(customers)                                              AS part_customers
+        uniqMergeState(customers)                                              AS part_customers
     FROM agent_hour_sketch
     WHERE agent_id = {agent_id:String}
       AND (hour >= hours_head_start AND hour < hours_head_end
@@ -76,7 +76,7 @@ FROM
         sum(x402_amount)                                                       AS part_revenue,
         sum(response_ms)                                                       AS part_latency_sum,
         quantilesTDigestState(0.5, 0.75, 0.9, 0.95, 0.99)(response_ms)         AS part_quantiles,
-        uniqExactStateIf(customer_id, customer_id != '')                            AS part_customers
+        uniqStateIf(customer_id, customer_id != '')                            AS part_customers
     FROM request_logs
     WHERE agent_id = {agent_id:String}
       AND source != 'sdk_ping'

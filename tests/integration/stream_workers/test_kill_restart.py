@@ -62,7 +62,7 @@ def _check_totals_here(dsn: str, expected: Expected) -> None:
         ).result_rows)
         assert per_customer == dict(expected.per_customer)
         per_tool = dict(((a, t), n) for a, t, n in client.query(
-            "SELECT agent_id, tool_name, sum(requests) FROM agent_tool_minute GROUP BY agent_id, tool_name"
+            "SELECT agent_id, tool_name, sum(requests) FROM agent_tool_hour_sketch GROUP BY agent_id, tool_name"
         ).result_rows)
         assert per_tool == dict(expected.per_tool)
         customers = dict(client.query(

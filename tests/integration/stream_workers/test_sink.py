@@ -35,7 +35,7 @@ async def test_repeated_batches_change_no_table_and_new_ones_do(clickhouse_dsn: 
         # processor's deduper, not ClickHouse, keeps those out.
         assert sink.query("SELECT count() FROM request_logs")[0][0] == 3
         assert sink.query("SELECT sum(requests) FROM agent_minute")[0][0] == 3
-        assert sink.query("SELECT sum(requests) FROM agent_tool_minute")[0][0] == 3
+        assert sink.query("SELECT sum(requests) FROM agent_tool_hour_sketch")[0][0] == 3
         stored = sink.query("SELECT min(stored_at) > ingested_at FROM request_logs GROUP BY ingested_at")
         assert stored == [(True,)]  # stored_at is the insert time
         create = sink.query("SHOW CREATE TABLE request_logs")[0][0]
