@@ -8,6 +8,8 @@
 -- block of the tiered files (schemas/queries/README.md), the same text in every one.
 -- The period before, [prev_start, start), is read the same way in a sub-query of its own, whose WITH block
 -- is the same text with the period's bounds.
+-- The sketches' rows are read as stored (an hour or day in several parts: several rows) and merged once,
+-- by the outer GROUP BY: merging them in the sub-query too would merge every state twice.
 WITH
     {start:DateTime64(3, 'UTC')} AS range_start,
     {end:DateTime64(3, 'UTC')} AS range_end,
@@ -55,30 +57,28 @@ FROM
     (
     SELECT
         tool_name                                                              AS key,
-        sum(requests)                                                          AS part_requests,
-        sum(errors)                                                            AS part_errors,
-        sum(payment_required)                                                  AS part_payment_required,
-        sum(revenue)                                                           AS part_revenue,
-        sum(latency_sum)                                                       AS part_latency_sum,
-        quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles
+        requests                                                               AS part_requests,
+        errors                                                                 AS part_errors,
+        payment_required                                                       AS part_payment_required,
+        revenue                                                                AS part_revenue,
+        latency_sum                                                            AS part_latency_sum,
+        latency_quantiles                                                      AS part_quantiles
     FROM agent_tool_day_sketch
     WHERE agent_id = {agent_id:String}
       AND day >= days_start AND day < days_end
-    GROUP BY key
     UNION ALL
     SELECT
         tool_name                                                              AS key,
-        sum(requests)                                                          AS part_requests,
-        sum(errors)                                                            AS part_errors,
-        sum(payment_required)                                                  AS part_payment_required,
-        sum(revenue)                                                           AS part_revenue,
-        sum(latency_sum)                                                       AS part_latency_sum,
-        quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles
+        requests                                                               AS part_requests,
+        errors                                                                 AS part_errors,
+        payment_required                                                       AS part_payment_required,
+        revenue                                                                AS part_revenue,
+        latency_sum                                                            AS part_latency_sum,
+        latency_quantiles                                                      AS part_quantiles
     FROM agent_tool_hour_sketch
     WHERE agent_id = {agent_id:String}
       AND (hour >= hours_head_start AND hour < hours_head_end
            OR hour >= hours_tail_start AND hour < hours_tail_end)
-    GROUP BY key
     UNION ALL
     SELECT
         tool_name                                                              AS key,
@@ -126,19 +126,17 @@ WITH
     FROM
     (
     SELECT
-        tool_name, sum(requests) AS requests
+        tool_name, requests      AS requests
     FROM agent_tool_day_sketch
     WHERE agent_id = {agent_id:String}
       AND day >= days_start AND day < days_end
-    GROUP BY tool_name
     UNION ALL
     SELECT
-        tool_name, sum(requests) AS requests
+        tool_name, requests      AS requests
     FROM agent_tool_hour_sketch
     WHERE agent_id = {agent_id:String}
       AND (hour >= hours_head_start AND hour < hours_head_end
            OR hour >= hours_tail_start AND hour < hours_tail_end)
-    GROUP BY tool_name
     UNION ALL
     SELECT
         tool_name, count() AS requests

@@ -1,11 +1,14 @@
 -- Daily trend over the sketches (migration 0006): the same rows as daily.sql for a range holding at least
--- SKETCH_FROM_ROWS of the agent's requests and no filter (dashboards/queries.py picks the file). Requests,
--- revenue, errors and the average are exact; unique customers (uniq) and the p95 (t-digest) are estimates, and
--- each day with traffic says so (estimated = true).
+-- SKETCH_FROM_ROWS["daily"] of the agent's requests and no filter (dashboards/queries.py picks the file).
+-- Requests, revenue, errors and the average are exact; unique customers (uniq) and the p95 (t-digest) are
+-- estimates, and each day with traffic says so (estimated = true).
 --
--- Whole days from agent_day_sketch, the whole hours left at either side from agent_hour_sketch, the cut hours at
--- the edges from raw rows (their states made here and merged with the sketches'); the bounds are the WITH
--- block of the tiered files (schemas/queries/README.md), the same text in every one.
+-- Whole days from agent_day_sketch, the cut days at the edges from raw rows (their states made here and
+-- merged with the days'), like customers.sql and with its WITH block (schemas/queries/README.md). Not the
+-- hour tier of the other sketch files: the daily view asks for whole UTC days (TimeRange.last_days), where
+-- a third read would only add its planning (~25 ms here); a range cut inside a day reads that day raw.
+-- The sketches' rows are read as stored (an hour or day in several parts: several rows) and merged once,
+-- by the outer GROUP BY: merging them in the sub-query too would merge every state twice.
 WITH
     {start:DateTime64(3, 'UTC')} AS range_start,
     {end:DateTime64(3, 'UTC')} AS range_end,
@@ -27,7 +30,9 @@ WITH
     toDateTime(intDiv(days_to, 1000), 'UTC') AS hours_tail_start,
     toDateTime(intDiv(hours_to, 1000), 'UTC') AS hours_tail_end,
     toDate(toDateTime(intDiv(days_from, 1000), 'UTC')) AS days_start,
-    toDate(toDateTime(intDiv(days_to, 1000), 'UTC')) AS days_end
+    toDate(toDateTime(intDiv(days_to, 1000), 'UTC')) AS days_end,
+    fromUnixTimestamp64Milli(days_from, 'UTC') AS days_head_raw_end,
+    fromUnixTimestamp64Milli(days_to, 'UTC') AS days_tail_raw_start
 SELECT
     d                                                                              AS day,
     sum(part_requests)                                                             AS requests,
@@ -40,48 +45,30 @@ SELECT
 FROM
 (
     SELECT
-        toDate(day)                                                            AS d,
-        sum(requests)                                                          AS part_requests,
-        sum(errors)                                                            AS part_errors,
-        sum(payment_required)                                                  AS part_payment_required,
-        sum(revenue)                                                           AS part_revenue,
-        sum(latency_sum)                                                       AS part_latency_sum,
-        quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles,
-        uniqMergeState(customers)                                              AS part_customers
+        day                                                                    AS d,
+        requests                                                               AS part_requests,
+        revenue                                                                AS part_revenue,
+        errors                                                                 AS part_errors,
+        latency_sum                                                            AS part_latency_sum,
+        latency_quantiles                                                      AS part_quantiles,
+        customers                                                              AS part_customers
     FROM agent_day_sketch
     WHERE agent_id = {agent_id:String}
       AND day >= days_start AND day < days_end
-    GROUP BY d
-    UNION ALL
-    SELECT
-        toDate(hour)                                                           AS d,
-        sum(requests)                                                          AS part_requests,
-        sum(errors)                                                            AS part_errors,
-        sum(payment_required)                                                  AS part_payment_required,
-        sum(revenue)                                                           AS part_revenue,
-        sum(latency_sum)                                                       AS part_latency_sum,
-        quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles,
-        uniqMergeState(customers)                                              AS part_customers
-    FROM agent_hour_sketch
-    WHERE agent_id = {agent_id:String}
-      AND (hour >= hours_head_start AND hour < hours_head_end
-           OR hour >= hours_tail_start AND hour < hours_tail_end)
-    GROUP BY d
     UNION ALL
     SELECT
         toDate(event_time)                                                     AS d,
         count()                                                                AS part_requests,
-        countIf(status_code >= 400 AND status_code != 402)                     AS part_errors,
-        countIf(status_code = 402)                                             AS part_payment_required,
         sum(x402_amount)                                                       AS part_revenue,
+        countIf(status_code >= 400 AND status_code != 402)                     AS part_errors,
         sum(response_ms)                                                       AS part_latency_sum,
         quantilesTDigestState(0.5, 0.75, 0.9, 0.95, 0.99)(response_ms)         AS part_quantiles,
         uniqStateIf(customer_id, customer_id != '')                            AS part_customers
     FROM request_logs
     WHERE agent_id = {agent_id:String}
       AND source != 'sdk_ping'
-      AND (event_time >= range_start AND event_time < raw_head_end
-           OR event_time >= raw_tail_start AND event_time < range_end)
+      AND (event_time >= range_start AND event_time < days_head_raw_end
+           OR event_time >= days_tail_raw_start AND event_time < range_end)
     GROUP BY d
 )
 GROUP BY d

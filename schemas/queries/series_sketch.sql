@@ -6,6 +6,8 @@
 -- A bucket of whole hours (aligned to its step since 1970) holds whole hours of the sketch: those inside
 -- the range come from agent_hour_sketch, the cut hours at either edge from raw rows; bounds as in
 -- daily_sketch.sql.
+-- The sketches' rows are read as stored (an hour or day in several parts: several rows) and merged once,
+-- by the outer GROUP BY: merging them in the sub-query too would merge every state twice.
 WITH
     toInt64({step_s:UInt32}) * 1000 AS step_ms,
     intDiv(toUnixTimestamp64Milli({start:DateTime64(3, 'UTC')}), step_ms) * step_ms AS first_bucket,
@@ -51,16 +53,15 @@ LEFT JOIN
     (
         SELECT
             intDiv(toInt64(toUnixTimestamp(hour)) * 1000, step_ms) * step_ms       AS bucket,
-            sum(requests)                                                      AS part_requests,
-            sum(errors)                                                        AS part_errors,
-            sum(payment_required)                                              AS part_payment_required,
-            sum(revenue)                                                       AS part_revenue,
-            sum(latency_sum)                                                   AS part_latency_sum,
-            quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles
+            requests                                                           AS part_requests,
+            errors                                                             AS part_errors,
+            payment_required                                                   AS part_payment_required,
+            revenue                                                            AS part_revenue,
+            latency_sum                                                        AS part_latency_sum,
+            latency_quantiles                                                  AS part_quantiles
         FROM agent_hour_sketch
         WHERE agent_id = {agent_id:String}
           AND hour >= sketch_start AND hour < sketch_end
-        GROUP BY bucket
         UNION ALL
         SELECT
             intDiv(toUnixTimestamp64Milli(event_time), step_ms) * step_ms      AS bucket,

@@ -5,6 +5,8 @@
 -- Whole days from agent_tool_day_sketch, the whole hours left at either side from agent_tool_hour_sketch, the cut hours at
 -- the edges from raw rows (their states made here and merged with the sketches'); the bounds are the WITH
 -- block of the tiered files (schemas/queries/README.md), the same text in every one.
+-- The sketches' rows are read as stored (an hour or day in several parts: several rows) and merged once,
+-- by the outer GROUP BY: merging them in the sub-query too would merge every state twice.
 WITH
     {start:DateTime64(3, 'UTC')} AS range_start,
     {end:DateTime64(3, 'UTC')} AS range_end,
@@ -39,32 +41,30 @@ FROM
 (
     SELECT
         tool_name,
-        sum(requests)                                                          AS part_requests,
-        sum(errors)                                                            AS part_errors,
-        sum(payment_required)                                                  AS part_payment_required,
-        sum(revenue)                                                           AS part_revenue,
-        sum(latency_sum)                                                       AS part_latency_sum,
-        quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles
+        requests                                                               AS part_requests,
+        errors                                                                 AS part_errors,
+        payment_required                                                       AS part_payment_required,
+        revenue                                                                AS part_revenue,
+        latency_sum                                                            AS part_latency_sum,
+        latency_quantiles                                                      AS part_quantiles
     FROM agent_tool_day_sketch
     WHERE agent_id = {agent_id:String}
       AND tool_name != ''
       AND day >= days_start AND day < days_end
-    GROUP BY tool_name
     UNION ALL
     SELECT
         tool_name,
-        sum(requests)                                                          AS part_requests,
-        sum(errors)                                                            AS part_errors,
-        sum(payment_required)                                                  AS part_payment_required,
-        sum(revenue)                                                           AS part_revenue,
-        sum(latency_sum)                                                       AS part_latency_sum,
-        quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS part_quantiles
+        requests                                                               AS part_requests,
+        errors                                                                 AS part_errors,
+        payment_required                                                       AS part_payment_required,
+        revenue                                                                AS part_revenue,
+        latency_sum                                                            AS part_latency_sum,
+        latency_quantiles                                                      AS part_quantiles
     FROM agent_tool_hour_sketch
     WHERE agent_id = {agent_id:String}
       AND tool_name != ''
       AND (hour >= hours_head_start AND hour < hours_head_end
            OR hour >= hours_tail_start AND hour < hours_tail_end)
-    GROUP BY tool_name
     UNION ALL
     SELECT
         tool_name,
