@@ -1,6 +1,6 @@
 -- Hour and day sketches for long ranges: per agent (and per agent and tool) and hour or UTC day, the exact
 -- counters and sums of the views, a t-digest of the latencies and, per agent, a uniq state of the
--- customers. A view whose range holds many of the agent's requests (SKETCH_FROM_ROWS) reads its whole days
+-- customers and the first and last minute with traffic (the agents list reads its totals from the days). A view whose range holds many of the agent's requests (SKETCH_FROM_ROWS) reads its whole days
 -- and hours here and its cut hours at the edges from raw rows (schemas/queries/README.md, "sketches"): its
 -- counts, sums and averages stay exact, its percentiles and distinct customers become estimates. Exact
 -- percentiles of a month mean reading every one of its rows (an agent's 14 M: ~460 ms on two cores); here a
@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS agent_hour_sketch
     revenue           SimpleAggregateFunction(sum, Float64),
     latency_sum       SimpleAggregateFunction(sum, Float64),
     latency_quantiles AggregateFunction(quantilesTDigest(0.5, 0.75, 0.9, 0.95, 0.99), Float64),
-    customers         AggregateFunction(uniq, String)
+    customers         AggregateFunction(uniq, String),
+    first_minute      SimpleAggregateFunction(min, DateTime('UTC')),
+    last_minute       SimpleAggregateFunction(max, DateTime('UTC'))
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
@@ -54,7 +56,9 @@ CREATE TABLE IF NOT EXISTS agent_day_sketch
     revenue           SimpleAggregateFunction(sum, Float64),
     latency_sum       SimpleAggregateFunction(sum, Float64),
     latency_quantiles AggregateFunction(quantilesTDigest(0.5, 0.75, 0.9, 0.95, 0.99), Float64),
-    customers         AggregateFunction(uniq, String)
+    customers         AggregateFunction(uniq, String),
+    first_minute      SimpleAggregateFunction(min, DateTime('UTC')),
+    last_minute       SimpleAggregateFunction(max, DateTime('UTC'))
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -117,7 +121,9 @@ SELECT
     sum(revenue) AS revenue,
     sum(latency_sum) AS latency_sum,
     quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS latency_quantiles,
-    uniqMergeState(customers) AS customers
+    uniqMergeState(customers) AS customers,
+    min(first_minute) AS first_minute,
+    max(last_minute) AS last_minute
 FROM agent_hour_sketch
 GROUP BY agent_id, day;
 
@@ -145,7 +151,9 @@ SELECT
     sum(revenue) AS revenue,
     sum(latency_sum) AS latency_sum,
     quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS latency_quantiles,
-    uniqMergeState(customers) AS customers
+    uniqMergeState(customers) AS customers,
+    min(minute) AS first_minute,
+    max(minute) AS last_minute
 FROM agent_minute
 GROUP BY agent_id, hour;
 
@@ -174,7 +182,9 @@ SELECT
     sum(revenue) AS revenue,
     sum(latency_sum) AS latency_sum,
     quantilesTDigestMergeState(0.5, 0.75, 0.9, 0.95, 0.99)(latency_quantiles) AS latency_quantiles,
-    uniqMergeState(customers) AS customers
+    uniqMergeState(customers) AS customers,
+    min(minute) AS first_minute,
+    max(minute) AS last_minute
 FROM agent_minute
 GROUP BY agent_id, hour;
 

@@ -237,6 +237,10 @@ def test_rows_stored_before_the_migration_are_counted_once(clickhouse_dsn: str, 
         insert_in_parts(client, reqs, 2)
         apply_migrations(client, MIGRATIONS_DIR)
         check_views(sketched(client), reqs, agent, START, END)
+        traffic = sample.traffic(reqs, agent)  # the agents list reads its totals from the day sketch
+        [listed] = DashboardQueries(client).agents(agent)
+        assert (listed["requests"], listed["first_seen"], listed["last_seen"]) == (
+            len(traffic), *(f(r.event_time for r in traffic).replace(second=0, microsecond=0) for f in (min, max)))
         [migration] = [m for m in discover() if m.version == 6]
         for statement in migration.statements():  # a migration interrupted half-way runs again
             client.command(statement)
