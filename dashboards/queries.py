@@ -73,7 +73,7 @@ TIERS_FROM_ROWS: Final = 1_000_000
 #: sums and averages are exact; its percentiles (t-digest) and distinct customers (uniq) are estimates, and its
 #: rows say so (``estimated``). Exact percentiles of a range mean reading every one of its rows (~460 ms for an agent's
 #: 14 M-row month on two cores); the sketches cost about the same whatever the rows, 25 - 45 ms for a month
-#: here, mostly planning a three-tier query. Each threshold is where the two files cross for that view
+#: here, mostly planning the tiers. Each threshold is where the two files cross for that view
 #: (docs/capacity.md): below it the exact file answers as fast or faster.
 SKETCHED: Final = frozenset({"daily", "tools", "series", "breakdown"})
 SKETCH_FROM_ROWS: Final[Mapping[str, int]] = {"daily": 200_000, "series": 200_000, "tools": 400_000,
@@ -273,7 +273,7 @@ class DashboardQueries:
         return name
 
     def _sketch_answers(self, name: str, params: Mapping[str, Any]) -> bool:
-        """Whether the hourly sketches answer ``name`` for ``params`` (see :data:`SKETCHED`)."""
+        """Whether the hour and day sketches answer ``name`` for ``params`` (see :data:`SKETCHED`)."""
         if self.sketch_from_rows is None or any(params[f] for f in ("customer", "tool", "status", "protocol")):
             return False
         if name == "breakdown" and params["by"] != "tool" or name == "series" and params["step_s"] % 3600:

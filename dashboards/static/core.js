@@ -212,9 +212,10 @@ export function fillTable(id, rows, cols) {
     for (const [key, f, numeric, onClick] of cols) {
       const td = tr.insertCell();
       let text = f(row[key]);
-      if (row.estimated && /^p\d+_latency_ms$/.test(key)) {  // a long range of a busy agent: read from sketches
+      if (row.estimated && /^(p\d+_latency_ms|customers)$/.test(key)) {  // a busy agent's long range: sketches
         text = "≈ " + text;
-        td.title = "t-digest estimate (within about 1 % of rank): this range is read from hour and day sketches";
+        td.title = "an estimate (percentiles: t-digest, within about 1 % of rank; customers: uniq): "
+          + "this range is read from hour and day sketches";
       }
       if (onClick && row[key] !== "" && row[key] !== null) {
         td.append(el("a", { href: "#", className: "drill", textContent: text,
