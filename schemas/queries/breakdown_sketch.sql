@@ -126,13 +126,13 @@ WITH
     FROM
     (
     SELECT
-        tool_name, requests      AS requests
+        tool_name, requests
     FROM agent_tool_day_sketch
     WHERE agent_id = {agent_id:String}
       AND day >= days_start AND day < days_end
     UNION ALL
     SELECT
-        tool_name, requests      AS requests
+        tool_name, requests
     FROM agent_tool_hour_sketch
     WHERE agent_id = {agent_id:String}
       AND (hour >= hours_head_start AND hour < hours_head_end
