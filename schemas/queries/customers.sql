@@ -2,9 +2,9 @@
 -- revenue, average latency, error rate. Top callers first. Requests without a customer id are
 -- not a customer and are left out.
 --
--- Sums in tiers (README): whole days from the customer_day projection, the cut days at the edges
--- from raw rows. A tool, protocol or status filter is not a key of customer_day: the engine then
--- answers the whole range from raw rows.
+-- Sums in tiers (README): whole days from agent_customer_day (migration 0007: one merged row per customer
+-- and day), or from agent_tool_customer_day for a tool filter; the cut days at the edges from raw rows. A
+-- protocol or status filter is a key of neither: the whole range is then read from raw rows.
 WITH
     {start:DateTime64(3, 'UTC')} AS range_start,
     {end:DateTime64(3, 'UTC')} AS range_end,
@@ -28,7 +28,10 @@ WITH
     toDate(toDateTime(intDiv(days_from, 1000), 'UTC')) AS days_start,
     toDate(toDateTime(intDiv(days_to, 1000), 'UTC')) AS days_end,
     fromUnixTimestamp64Milli(days_from, 'UTC') AS days_head_raw_end,
-    fromUnixTimestamp64Milli(days_to, 'UTC') AS days_tail_raw_start
+    fromUnixTimestamp64Milli(days_to, 'UTC') AS days_tail_raw_start,
+    -- which table answers the whole days: the filters name keys of the customer days, of the tool's, or neither
+    multiIf({protocol:String} != '' OR {status:String} != '', 'raw', {tool:String} != '', 'tool', 'customer')
+        AS whole_days_from
 SELECT
     customer_id,
     min(first_seen)                                          AS first_seen,
@@ -41,21 +44,33 @@ FROM
 (
     SELECT
         customer_id,
-        min(event_time)                                    AS first_seen,
-        max(event_time)                                    AS last_seen,
-        count()                                            AS n,
-        sum(x402_amount)                                   AS revenue,
-        sum(response_ms)                                   AS latency,
-        countIf(status_code >= 400 AND status_code != 402) AS errors
-    FROM request_logs
-    WHERE agent_id = {agent_id:String}
-      AND source != 'sdk_ping'
+        min(first_seen)  AS first_seen,
+        max(last_seen)   AS last_seen,
+        sum(requests)    AS n,
+        sum(revenue)     AS revenue,
+        sum(latency_sum) AS latency,
+        sum(errors)      AS errors
+    FROM agent_customer_day
+    WHERE whole_days_from = 'customer'
+      AND agent_id = {agent_id:String}
       AND ({customer:String} = '' OR customer_id = {customer:String})
-      AND ({tool:String} = '' OR tool_name = {tool:String})
-      AND ({protocol:String} = '' OR protocol = {protocol:String})
-      AND ({status:String} = '' OR multiIf(status_code = 402, '402', concat(toString(intDiv(status_code, 100)), 'xx')) = {status:String})
-      AND customer_id != ''
-      AND toDate(event_time) >= days_start AND toDate(event_time) < days_end
+      AND day >= days_start AND day < days_end
+    GROUP BY customer_id
+    UNION ALL
+    SELECT
+        customer_id,
+        min(first_seen)  AS first_seen,
+        max(last_seen)   AS last_seen,
+        sum(requests)    AS n,
+        sum(revenue)     AS revenue,
+        sum(latency_sum) AS latency,
+        sum(errors)      AS errors
+    FROM agent_tool_customer_day
+    WHERE whole_days_from = 'tool'
+      AND agent_id = {agent_id:String}
+      AND tool_name = {tool:String}
+      AND ({customer:String} = '' OR customer_id = {customer:String})
+      AND day >= days_start AND day < days_end
     GROUP BY customer_id
     UNION ALL
     SELECT
@@ -74,8 +89,8 @@ FROM
       AND ({protocol:String} = '' OR protocol = {protocol:String})
       AND ({status:String} = '' OR multiIf(status_code = 402, '402', concat(toString(intDiv(status_code, 100)), 'xx')) = {status:String})
       AND customer_id != ''
-      AND (event_time >= range_start AND event_time < days_head_raw_end
-           OR event_time >= days_tail_raw_start AND event_time < range_end)
+      AND event_time >= range_start AND event_time < range_end
+      AND (whole_days_from = 'raw' OR event_time < days_head_raw_end OR event_time >= days_tail_raw_start)
     GROUP BY customer_id
 )
 GROUP BY customer_id

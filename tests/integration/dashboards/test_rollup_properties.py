@@ -132,7 +132,8 @@ def test_partial_aggregates_in_any_batch_split_merge_to_the_naive_totals(clickho
         if data.draw(st.booleans(), label="replayed"):  # a restarted sink re-inserts with the same token
             sample.insert_requests(clickhouse, batch)
     if data.draw(st.booleans(), label="merge parts"):
-        for table in ("agent_minute", "agent_customer_minute", "agent_tool_hour_sketch"):
+        for table in ("agent_minute", "agent_customer_minute", "agent_tool_hour_sketch", "agent_customer_day",
+                      "agent_tool_customer_day"):
             clickhouse.command(f"OPTIMIZE TABLE {table} FINAL")
 
     got, want = rollup(clickhouse, agent), naive_minutes(reqs)
@@ -155,6 +156,36 @@ def test_partial_aggregates_in_any_batch_split_merge_to_the_naive_totals(clickho
         assert set(got_by) == set(want_by), table
         for k, w in want_by.items():
             assert got_by[k][:3] == w[:3] and got_by[k][3:] == pytest.approx(w[3:], rel=1e-12), (table, k)
+    for table, keys in (("agent_customer_day", ("customer_id",)),
+                        ("agent_tool_customer_day", ("tool_name", "customer_id"))):
+        got_days, want_days = customer_days(clickhouse, table, keys, agent), naive_customer_days(reqs, keys)
+        assert set(got_days) == set(want_days), table
+        for k, w in want_days.items():  # requests, errors, first and last seen exact; the float sums
+            g = got_days[k]
+            assert (g[:2], g[4:]) == (w[:2], w[4:]) and g[2:4] == pytest.approx(w[2:4], rel=1e-12), (table, k)
+
+
+def customer_days(client: Client, table: str, keys: tuple[str, ...],
+                  agent: str) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """The customer days of migration 0007 per key and day: requests, errors, revenue, latency sum, first and
+    last seen."""
+    cols = ", ".join(keys)
+    rows = client.query(
+        f"SELECT {cols}, day, sum(requests), sum(errors), sum(revenue), sum(latency_sum), "  # noqa: S608
+        f"min(first_seen), max(last_seen) FROM {table} WHERE agent_id = {{a:String}} GROUP BY {cols}, day",
+        parameters={"a": agent}).result_rows
+    return {r[:len(keys) + 1]: (*r[len(keys) + 1:-2], r[-2].replace(tzinfo=UTC), r[-1].replace(tzinfo=UTC))
+            for r in rows}
+
+
+def naive_customer_days(reqs: list[sample.Req], keys: tuple[str, ...]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    groups: dict[tuple[Any, ...], list[sample.Req]] = defaultdict(list)
+    for r in reqs:
+        if r.customer_id:  # a request without a customer is no customer's
+            groups[(*(getattr(r, k) for k in keys), r.event_time.date())].append(r)
+    return {k: (len(rows), sum(sample.is_error(r) for r in rows), sum(r.x402_amount for r in rows),
+                sum(r.response_ms for r in rows), min(r.event_time for r in rows),
+                max(r.event_time for r in rows)) for k, rows in groups.items()}
 
 
 def _usage(app: str, times: list[datetime]) -> list[sample.Usage]:

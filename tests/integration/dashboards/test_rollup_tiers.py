@@ -1,8 +1,9 @@
 """The hour and day rollups (projections of migration 0003) read in tiers give the raw rows' numbers, on chDB.
 
-A tiered view (``dashboards.queries.TIERED``) reads whole days from ``agent_day`` / ``customer_day``,
-whole hours from ``agent_hour`` and the cut hours at the edges from raw rows, and a range holding no whole
-day from raw rows alone (its ``<name>_raw.sql``; schemas/queries/README.md):
+A tiered view (``dashboards.queries.TIERED``) reads whole days from ``agent_day`` / ``customer_day`` (the
+customers view: the tables ``agent_customer_day`` / ``agent_tool_customer_day`` of migration 0007), whole
+hours from ``agent_hour`` and the cut hours at the edges from raw rows, and a range holding no whole day
+from raw rows alone (its ``<name>_raw.sql``; schemas/queries/README.md):
 
 - for ranges drawn anywhere (bounds inside hours and days, on them, a millisecond either side, spanning
   the end of a month; shorter and longer than a day, so both files of a view), with or without a
@@ -11,12 +12,16 @@ day from raw rows alone (its ``<name>_raw.sql``; schemas/queries/README.md):
   raw rows only, a range with fewer of the agent's requests than the views' threshold is read by the raw
   file (and by the tiered one from the threshold on), and a SQL file made to take the cut hour at an
   edge from the hour tier is caught: the negative control shows the edge test can fail;
+- the customers view reads each table its filters name, and no other (the plan's parts);
 - an installation with rows from before migration 0003 gets them in the projections (MATERIALIZE
-  PROJECTION rebuilds the old parts), counted once, also when the migration's statements run again.
+  PROJECTION rebuilds the old parts), and one from before 0007 in the customer days, counted once, also
+  when the migration's statements run again.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 import shutil
 import time
 import uuid
@@ -165,9 +170,25 @@ START = datetime(2026, 10, 29, 10, 30, 0, 250_000, tzinfo=UTC)
 END = datetime(2026, 11, 2, 13, 15, 0, 500_000, tzinfo=UTC)  # days, hours and cut hours on both sides
 
 
-def plan(client: Client, name: str, params: dict[str, Any], sql: str | None = None, **settings_: Any) -> str:
-    return "\n".join(r[0] for r in client.query("EXPLAIN " + (sql or load_sql(name)), parameters=params,
+def plan(client: Client, name: str, params: dict[str, Any], sql: str | None = None, indexes: int = 0,
+         **settings_: Any) -> str:
+    explain = "EXPLAIN indexes = 1 " if indexes else "EXPLAIN "
+    return "\n".join(r[0] for r in client.query(explain + (sql or load_sql(name)), parameters=params,
                                                 settings=settings_ or None).result_rows)
+
+
+def tables_read(text: str, database: str) -> set[str]:
+    """The tables an ``EXPLAIN indexes = 1`` plan reads parts of (a branch the constant conditions rule out
+    names its table with no "Parts: n | Granules" line under it)."""
+    lines, read = text.splitlines(), set()
+    for i, line in enumerate(lines):
+        if f"ReadFromMergeTree ({database}." not in line:
+            continue
+        for detail in itertools.takewhile(lambda d: "──" not in d, lines[i + 1:]):  # up to the next step
+            parts = re.search(r"Parts: (\d+) \| Granules", detail)
+            if parts and int(parts[1]) > 0:
+                read.add(line.split(f"({database}.")[1].rstrip(")"))
+    return read
 
 
 @pytest.mark.parametrize("name", sorted(TIERED))
@@ -178,6 +199,8 @@ def test_each_tier_reads_the_projection_meant_for_it(clickhouse: Client, name: s
     params = {"agent_id": agent, "start": START, "end": END, "period": "day", "limit": 100, **Filters().params()}
     text = plan(clickhouse, name, params)
     day, hour = ("customer_day", None) if "customer" in name else ("agent_day", "agent_hour")
+    if name == "customers":  # the merged customer days of migration 0007, not the projection
+        day = f"{clickhouse.database}.agent_customer_day"
     assert f"ReadFromMergeTree ({day})" in text
     assert hour is None or f"ReadFromMergeTree ({hour})" in text
     assert "ReadFromMergeTree (t_" in text  # the cut edges: raw rows (database.request_logs)
@@ -189,6 +212,27 @@ def test_each_tier_reads_the_projection_meant_for_it(clickhouse: Client, name: s
     assert not holds_whole(START, START + 23 * H, D) and holds_whole(START, END, D)
     raw_file = plan(clickhouse, f"{name}_raw", params)
     assert "_day)" not in raw_file and "_hour)" not in raw_file and "ReadFromMergeTree (t_" in raw_file
+
+
+@pytest.mark.parametrize("f", FILTERS + [Filters(tool="search", customer="c1"), Filters(tool="search", status="5xx")],
+                         ids=repr)
+def test_customers_read_whole_days_from_the_table_their_filters_name(clickhouse: Client, f: Filters) -> None:
+    """The customer days (migration 0007) answer no filter or a customer; the tool's customer days a tool; a
+    status or protocol filter reads raw rows for the whole range. Every case equals the naive computation."""
+    agent = f"agent-cust-{uuid.uuid4().hex[:8]}"
+    times = edge_times(START, END) + [START + k * 37 * 60_000 * MS for k in range(150)]
+    reqs = [sample.Req(agent, f"cd{i}", t, [200, 201, 402, 404, 500][i % 5], 1.5 + i % 7, ["", "c1", "c2"][i % 3],
+                       ["", "search", "tools/call"][i // 3 % 3], 0.1 if i % 5 == 0 else 0.0)
+            for i, t in enumerate(times)]
+    insert_in_parts(clickhouse, reqs, 2)
+    params = {"agent_id": agent, "start": START, "end": END, "limit": 100, **f.params()}
+    want = {"request_logs", "agent_customer_day" if not (f.tool or f.status) else
+            "agent_tool_customer_day" if not f.status else "request_logs"}
+    text = plan(clickhouse, "customers", params, indexes=1)
+    assert tables_read(text, clickhouse.database) == want, text
+    got = DashboardQueries(clickhouse, tiers_from_rows=0).customers(agent, TimeRange(START, END), limit=1000, filters=f)
+    approx_rows(got, sample.naive_customers([r for r in reqs if matches(r, f)], agent, START, END))
+    assert got, f
 
 
 def test_a_small_range_is_read_by_the_raw_file_and_a_large_one_in_tiers(clickhouse: Client) -> None:
@@ -304,3 +348,43 @@ def test_every_tiered_file_computes_the_tiers_with_the_same_block() -> None:
         assert "optimize_use_projections" in load_sql(f"{name}_raw"), name
     for name in ("daily", "tools", "breakdown"):  # the sketch files of migration 0006 (test_rollup_sketches.py)
         assert block(f"{name}_sketch") == reference, name
+
+
+def test_rows_stored_before_the_customer_days_are_counted_once(clickhouse_dsn: str, tmp_path: Path) -> None:
+    """Backfill of migration 0007: rows written before it are in the customer days once after it, once after
+    its statements run again (a migration interrupted half-way), and the views feed them from then on."""
+    from meterline.clickhouse import get_client
+
+    before = tmp_path / "before"
+    before.mkdir()
+    for m in discover():
+        if m.version < 7:
+            shutil.copy(m.path, before / m.path.name)
+    client = get_client(clickhouse_dsn)
+    agent, rng = "agent-old-customers", TimeRange(START, END)
+
+    def check(reqs: list[sample.Req]) -> None:
+        views = DashboardQueries(client, tiers_from_rows=0)
+        for f in (Filters(), Filters(tool="search")):
+            want = sample.naive_customers([r for r in reqs if matches(r, f)], agent, START, END)
+            approx_rows(views.customers(agent, rng, limit=1000, filters=f), want)
+
+    try:
+        apply_migrations(client, before)
+        reqs = [sample.Req(agent, f"o{i}", t, 200 if i % 3 else 500, 30.0 + i, f"c{i % 4}",
+                           ["search", "other"][i % 2], 0.25 * (i % 2)) for i, t in enumerate(edge_times(START, END))]
+        insert_in_parts(client, reqs, 2)
+        apply_migrations(client, MIGRATIONS_DIR)
+        check(reqs)
+        [migration] = [m for m in discover() if m.version == 7]
+        for statement in migration.statements():
+            client.command(statement)
+        check(reqs)
+        later = [sample.Req(agent, f"n{i}", START + D + i * 997 * MS, 200, 7.0, "c9", "search", 0.0) for i in range(50)]
+        sample.insert_requests(client, later)
+        check(reqs + later)
+        days = client.query("SELECT sum(requests) FROM agent_customer_day WHERE agent_id = {a:String}",
+                            parameters={"a": agent}).result_rows[0][0]
+        assert days == len([r for r in sample.traffic(reqs + later, agent) if r.customer_id])  # the table holds them
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{client.database}`")
