@@ -53,6 +53,7 @@ FROM
     FROM agent_customer_day
     WHERE whole_days_from = 'customer'
       AND agent_id = {agent_id:String}
+      AND customer_id != ''
       AND ({customer:String} = '' OR customer_id = {customer:String})
       AND day >= days_start AND day < days_end
     GROUP BY customer_id
@@ -69,6 +70,7 @@ FROM
     WHERE whole_days_from = 'tool'
       AND agent_id = {agent_id:String}
       AND tool_name = {tool:String}
+      AND customer_id != ''
       AND ({customer:String} = '' OR customer_id = {customer:String})
       AND day >= days_start AND day < days_end
     GROUP BY customer_id

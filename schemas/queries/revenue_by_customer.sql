@@ -6,9 +6,10 @@
 -- Float64), not as floats: 3 x 0.1 and 1 x 0.3 are the same revenue and tie, whatever order the
 -- engine adds the rows in (as floats they differ in the last bit, in an order-dependent way).
 --
--- Sums in tiers (README): whole days from the customer_day projection, the cut days at the edges
--- from raw rows. A tool, protocol or status filter is not a key of customer_day: the engine then
--- answers the whole range from raw rows.
+-- Sums in tiers (README): whole days from agent_customer_day (migration 0007: one merged row per customer
+-- and day, with the exact decimal sum), or from agent_tool_customer_day for a tool filter; the cut days at
+-- the edges from raw rows. A protocol or status filter is a key of neither: the whole range is then read
+-- from raw rows.
 WITH
     {start:DateTime64(3, 'UTC')} AS range_start,
     {end:DateTime64(3, 'UTC')} AS range_end,
@@ -32,7 +33,10 @@ WITH
     toDate(toDateTime(intDiv(days_from, 1000), 'UTC')) AS days_start,
     toDate(toDateTime(intDiv(days_to, 1000), 'UTC')) AS days_end,
     fromUnixTimestamp64Milli(days_from, 'UTC') AS days_head_raw_end,
-    fromUnixTimestamp64Milli(days_to, 'UTC') AS days_tail_raw_start
+    fromUnixTimestamp64Milli(days_to, 'UTC') AS days_tail_raw_start,
+    -- which table answers the whole days: the filters name keys of the customer days, of the tool's, or neither
+    multiIf({protocol:String} != '' OR {status:String} != '', 'raw', {tool:String} != '', 'tool', 'customer')
+        AS whole_days_from
 SELECT
     customer_id,
     toFloat64(sum(exact) AS exact_amount)                    AS amount,
@@ -41,16 +45,25 @@ FROM
 (
     SELECT
         customer_id,
-        sum(toDecimal256OrZero(toString(x402_amount), 30)) AS exact,
-        countIf(x402_amount > 0)                           AS paid
-    FROM request_logs
-    WHERE agent_id = {agent_id:String}
-      AND source != 'sdk_ping'
+        sum(revenue_exact) AS exact,
+        sum(paid)          AS paid
+    FROM agent_customer_day
+    WHERE whole_days_from = 'customer'
+      AND agent_id = {agent_id:String}
       AND ({customer:String} = '' OR customer_id = {customer:String})
-      AND ({tool:String} = '' OR tool_name = {tool:String})
-      AND ({protocol:String} = '' OR protocol = {protocol:String})
-      AND ({status:String} = '' OR multiIf(status_code = 402, '402', concat(toString(intDiv(status_code, 100)), 'xx')) = {status:String})
-      AND toDate(event_time) >= days_start AND toDate(event_time) < days_end
+      AND day >= days_start AND day < days_end
+    GROUP BY customer_id
+    UNION ALL
+    SELECT
+        customer_id,
+        sum(revenue_exact) AS exact,
+        sum(paid)          AS paid
+    FROM agent_tool_customer_day
+    WHERE whole_days_from = 'tool'
+      AND agent_id = {agent_id:String}
+      AND tool_name = {tool:String}
+      AND ({customer:String} = '' OR customer_id = {customer:String})
+      AND day >= days_start AND day < days_end
     GROUP BY customer_id
     UNION ALL
     SELECT
@@ -64,8 +77,8 @@ FROM
       AND ({tool:String} = '' OR tool_name = {tool:String})
       AND ({protocol:String} = '' OR protocol = {protocol:String})
       AND ({status:String} = '' OR multiIf(status_code = 402, '402', concat(toString(intDiv(status_code, 100)), 'xx')) = {status:String})
-      AND (event_time >= range_start AND event_time < days_head_raw_end
-           OR event_time >= days_tail_raw_start AND event_time < range_end)
+      AND event_time >= range_start AND event_time < range_end
+      AND (whole_days_from = 'raw' OR event_time < days_head_raw_end OR event_time >= days_tail_raw_start)
     GROUP BY customer_id
 )
 GROUP BY customer_id

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -160,18 +161,19 @@ def test_partial_aggregates_in_any_batch_split_merge_to_the_naive_totals(clickho
                         ("agent_tool_customer_day", ("tool_name", "customer_id"))):
         got_days, want_days = customer_days(clickhouse, table, keys, agent), naive_customer_days(reqs, keys)
         assert set(got_days) == set(want_days), table
-        for k, w in want_days.items():  # requests, errors, first and last seen exact; the float sums
+        for k, w in want_days.items():  # counts, the decimal revenue, first and last seen exact; the float sums
             g = got_days[k]
-            assert (g[:2], g[4:]) == (w[:2], w[4:]) and g[2:4] == pytest.approx(w[2:4], rel=1e-12), (table, k)
+            assert (g[:4], g[6:]) == (w[:4], w[6:]) and g[4:6] == pytest.approx(w[4:6], rel=1e-12), (table, k)
 
 
 def customer_days(client: Client, table: str, keys: tuple[str, ...],
                   agent: str) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    """The customer days of migration 0007 per key and day: requests, errors, revenue, latency sum, first and
-    last seen."""
+    """The customer days of migration 0007 per key and day: requests, errors, paid requests, the exact decimal
+    revenue, the float revenue, latency sum, first and last seen."""
     cols = ", ".join(keys)
     rows = client.query(
-        f"SELECT {cols}, day, sum(requests), sum(errors), sum(revenue), sum(latency_sum), "  # noqa: S608
+        f"SELECT {cols}, day, sum(requests), sum(errors), sum(paid), sum(revenue_exact), sum(revenue), "  # noqa: S608
+        "sum(latency_sum), "
         f"min(first_seen), max(last_seen) FROM {table} WHERE agent_id = {{a:String}} GROUP BY {cols}, day",
         parameters={"a": agent}).result_rows
     return {r[:len(keys) + 1]: (*r[len(keys) + 1:-2], r[-2].replace(tzinfo=UTC), r[-1].replace(tzinfo=UTC))
@@ -180,10 +182,10 @@ def customer_days(client: Client, table: str, keys: tuple[str, ...],
 
 def naive_customer_days(reqs: list[sample.Req], keys: tuple[str, ...]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     groups: dict[tuple[Any, ...], list[sample.Req]] = defaultdict(list)
-    for r in reqs:
-        if r.customer_id:  # a request without a customer is no customer's
-            groups[(*(getattr(r, k) for k in keys), r.event_time.date())].append(r)
-    return {k: (len(rows), sum(sample.is_error(r) for r in rows), sum(r.x402_amount for r in rows),
+    for r in reqs:  # requests without a customer under customer_id = '', as revenue by customer shows them
+        groups[(*(getattr(r, k) for k in keys), r.event_time.date())].append(r)
+    return {k: (len(rows), sum(sample.is_error(r) for r in rows), sum(r.x402_amount > 0 for r in rows),
+                sum(Decimal(repr(r.x402_amount)) for r in rows), sum(r.x402_amount for r in rows),
                 sum(r.response_ms for r in rows), min(r.event_time for r in rows),
                 max(r.event_time for r in rows)) for k, rows in groups.items()}
 

@@ -199,7 +199,7 @@ def test_each_tier_reads_the_projection_meant_for_it(clickhouse: Client, name: s
     params = {"agent_id": agent, "start": START, "end": END, "period": "day", "limit": 100, **Filters().params()}
     text = plan(clickhouse, name, params)
     day, hour = ("customer_day", None) if "customer" in name else ("agent_day", "agent_hour")
-    if name == "customers":  # the merged customer days of migration 0007, not the projection
+    if "customer" in name:  # the merged customer days of migration 0007 (the projection is gone)
         day = f"{clickhouse.database}.agent_customer_day"
     assert f"ReadFromMergeTree ({day})" in text
     assert hour is None or f"ReadFromMergeTree ({hour})" in text
@@ -216,7 +216,7 @@ def test_each_tier_reads_the_projection_meant_for_it(clickhouse: Client, name: s
 
 @pytest.mark.parametrize("f", FILTERS + [Filters(tool="search", customer="c1"), Filters(tool="search", status="5xx")],
                          ids=repr)
-def test_customers_read_whole_days_from_the_table_their_filters_name(clickhouse: Client, f: Filters) -> None:
+def test_customer_views_read_whole_days_from_the_table_their_filters_name(clickhouse: Client, f: Filters) -> None:
     """The customer days (migration 0007) answer no filter or a customer; the tool's customer days a tool; a
     status or protocol filter reads raw rows for the whole range. Every case equals the naive computation."""
     agent = f"agent-cust-{uuid.uuid4().hex[:8]}"
@@ -230,9 +230,17 @@ def test_customers_read_whole_days_from_the_table_their_filters_name(clickhouse:
             "agent_tool_customer_day" if not f.status else "request_logs"}
     text = plan(clickhouse, "customers", params, indexes=1)
     assert tables_read(text, clickhouse.database) == want, text
-    got = DashboardQueries(clickhouse, tiers_from_rows=0).customers(agent, TimeRange(START, END), limit=1000, filters=f)
+    text = plan(clickhouse, "revenue_by_customer", params, indexes=1)
+    assert tables_read(text, clickhouse.database) == want, text
+    views, rng = DashboardQueries(clickhouse, tiers_from_rows=0), TimeRange(START, END)
+    got = views.customers(agent, rng, limit=1000, filters=f)
     approx_rows(got, sample.naive_customers([r for r in reqs if matches(r, f)], agent, START, END))
     assert got, f
+    paying = views.revenue(agent, rng, limit=1000, filters=f)["by_customer"]
+    want_paying = naive_revenue_by([r for r in sample.traffic(reqs, agent, START, END) if matches(r, f)], "customer_id")
+    assert {r["customer_id"]: r["paid_requests"] for r in paying} == {k: v[1] for k, v in want_paying.items()}
+    assert {r["customer_id"]: r["amount"] for r in paying} == pytest.approx({k: v[0] for k, v in want_paying.items()})
+    assert paying or f.status, f  # the payments are on 200s
 
 
 def test_a_small_range_is_read_by_the_raw_file_and_a_large_one_in_tiers(clickhouse: Client) -> None:
@@ -304,7 +312,8 @@ def test_rows_stored_before_the_migration_are_rebuilt_into_the_projections(click
         assert _projection_parts(client) == 0
         apply_migrations(client, MIGRATIONS_DIR)
         _wait_for_mutations(client)
-        assert _projection_parts(client) == 3 * _parts(client)  # every old part rebuilt, each projection
+        # every old part rebuilt, each projection (agent_hour, agent_day; 0007 dropped customer_day)
+        assert _projection_parts(client) == 2 * _parts(client)
         views = DashboardQueries(client)
         check_views(views, reqs, agent, START, END, Filters())
         [migration] = [m for m in discover() if m.version == 3]
