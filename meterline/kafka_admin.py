@@ -21,11 +21,14 @@ __all__ = ["create_topics", "group_probe_ids", "java_string_hash", "probe_kafka"
 #: CreateTopics answers: one created meanwhile by another service; more copies asked than brokers exist
 _TOPIC_ALREADY_EXISTS: Final = 36
 _INVALID_REPLICATION_FACTOR: Final = 38
+#: how long a created topic may take to be served (a leader for every partition) before that is an error
+_CREATED_VISIBLE_S: Final = 30.0
 
 
 async def create_topics(bootstrap_servers: str, topics: Topics, replication_factor: int | None = None,
                         extra: list[TopicSpec] | None = None) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns the names created.
+    """Create missing topics; existing ones are left as they are. Returns the names created, once the broker
+    serves them (a leader for every partition).
 
     Every topic gets ``replication_factor`` copies (default: the ``topics``' own, which the settings
     take from ``METERLINE_REPLICATION_FACTOR``) and the matching ``min.insync.replicas``. A topic the
@@ -48,9 +51,29 @@ async def create_topics(bootstrap_servers: str, topics: Topics, replication_fact
                 for s in missing
             ])
             _raise_refusals(response.topic_errors, factor)
+            await _wait_until_served(admin, {s.name: s.partitions for s in missing})
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+async def _wait_until_served(admin: AIOKafkaAdminClient, partitions: dict[str, int],
+                             timeout: float = _CREATED_VISIBLE_S) -> None:
+    """Return once the broker's metadata shows every topic in ``partitions`` with that many partitions, each
+    with a leader. CreateTopics answers when the controller has made a topic, before every broker's metadata
+    has it: a describe (or a first produce) in between sees the topic with no partitions."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(list(partitions))
+        served = {d["topic"] for d in described if d["error_code"] == 0
+                  and len(d["partitions"]) == partitions[d["topic"]]
+                  and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"])}
+        if served >= set(partitions):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise InfrastructureError(f"Kafka created {sorted(set(partitions) - served)} but does not serve "
+                                      f"them {timeout:.0f} s later (no leader for every partition)")
+        await asyncio.sleep(0.05)  # polls the broker's own metadata
 
 
 def _raise_refusals(topic_errors: list[tuple[Any, ...]], factor: int) -> None:
