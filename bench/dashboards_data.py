@@ -29,7 +29,7 @@ AGENTS, CUSTOMERS, TOOLS, DAYS = 50, 10_000, 20, 30
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 #: rows per INSERT ... SELECT (each is sorted and written as parts of the raw table and its rollups)
 CHUNK = 2_000_000
-ROLLUPS = ("agent_minute", "agent_customer_minute", "usage_minute", "agent_hour_sketch", "agent_day_sketch",
+ROLLUPS = ("agent_minute", "usage_minute", "agent_hour_sketch", "agent_day_sketch",
            "agent_tool_hour_sketch", "agent_tool_day_sketch", "agent_customer_day", "agent_tool_customer_day")
 
 # Deterministic pseudo-random columns from the row number: h(k) = cityHash64(number, k).

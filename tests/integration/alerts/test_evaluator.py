@@ -124,6 +124,25 @@ def _customer_error_rate() -> tuple[dict[str, Any], list[Step]]:
     ]
 
 
+def _customer_p95() -> tuple[dict[str, Any], list[Step]]:
+    return {"kind": "p95_latency", "threshold": "500", "window_s": 120, "customer_id": "cust-b"}, [
+        (2, lambda c: (requests(c, "agent-1", range(2), 20, ms=900, customer="cust-a"),
+                       requests(c, "agent-1", range(2), 20, ms=80, customer="cust-b")), None),
+        (4, lambda c: requests(c, "agent-1", range(2, 4), 20, ms=900, customer="cust-b"), "fired"),
+        (6, lambda c: requests(c, "agent-1", range(4, 6), 20, ms=90, customer="cust-b"), "resolved"),
+    ]
+
+
+def _customer_no_traffic() -> tuple[dict[str, Any], list[Step]]:
+    day2 = 24 * 60 + 5  # the customer's last traffic is on the day before: found in agent_customer_day
+    return {"kind": "no_traffic", "window_s": 180, "customer_id": "cust-b"}, [
+        (1, lambda c: requests(c, "agent-1", 0, 5, customer="cust-a"), None),  # another customer's traffic
+        (3, lambda c: requests(c, "agent-1", range(1, 3), 5, customer="cust-b"), None),
+        (day2, lambda c: requests(c, "agent-1", day2 - 1, 5, customer="cust-a"), "fired"),
+        (day2 + 2, lambda c: requests(c, "agent-1", day2 + 1, 1, customer="cust-b"), "resolved"),
+    ]
+
+
 def _customer_usage() -> tuple[dict[str, Any], list[Step]]:
     return {"kind": "usage", "meter": "llm", "unit": "tokens", "period": "month", "threshold": "100",
             "customer_id": "cust-a"}, [
@@ -134,7 +153,8 @@ def _customer_usage() -> tuple[dict[str, Any], list[Step]]:
 
 SCENARIOS = {"error_rate": _error_rate, "p95_latency": _p95, "no_traffic": _no_traffic, "usage": _usage_tokens,
              "usage_spend": _usage_spend, "error_rate_customer": _customer_error_rate,
-             "usage_customer": _customer_usage}
+             "usage_customer": _customer_usage, "p95_customer": _customer_p95,
+             "no_traffic_customer": _customer_no_traffic}
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

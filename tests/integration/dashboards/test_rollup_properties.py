@@ -101,22 +101,20 @@ def rollup(client: Client, agent: str) -> dict[datetime, dict[str, Any]]:
     return {r[0].replace(tzinfo=UTC): dict(zip(names, r[1:], strict=True)) for r in rows}
 
 
-def by_key(client: Client, table: str, key: str, agent: str) -> dict[tuple[str, datetime], tuple[Any, ...]]:
-    """Per key and minute (the hour sketch: per key and hour, 402s in place of paid requests)."""
-    at, third = ("hour", "payment_required") if table.endswith("_sketch") else ("minute", "paid")
+def tool_hours(client: Client, agent: str) -> dict[tuple[str, datetime], tuple[Any, ...]]:
+    """agent_tool_hour_sketch per tool and hour: requests, errors, 402s, revenue, latency sum."""
     rows = client.query(
-        f"SELECT {key}, {at}, sum(requests), sum(errors), sum({third}), sum(revenue), sum(latency_sum) "  # noqa: S608
-        f"FROM {table} WHERE agent_id = {{a:String}} GROUP BY {key}, {at}", parameters={"a": agent}).result_rows
+        "SELECT tool_name, hour, sum(requests), sum(errors), sum(payment_required), sum(revenue), sum(latency_sum) "
+        "FROM agent_tool_hour_sketch WHERE agent_id = {a:String} GROUP BY tool_name, hour",
+        parameters={"a": agent}).result_rows
     return {(r[0], r[1].replace(tzinfo=UTC)): tuple(r[2:]) for r in rows}
 
 
-def naive_by_key(reqs: list[sample.Req], key: str, hour: bool = False) -> dict[tuple[str, datetime], tuple[Any, ...]]:
+def naive_tool_hours(reqs: list[sample.Req]) -> dict[tuple[str, datetime], tuple[Any, ...]]:
     groups: dict[tuple[str, datetime], list[sample.Req]] = defaultdict(list)
     for r in reqs:
-        at = minute_of(r.event_time)
-        groups[(getattr(r, key), at.replace(minute=0) if hour else at)].append(r)
-    return {k: (len(rows), sum(sample.is_error(r) for r in rows),
-                sum((r.status_code == 402) if hour else (r.x402_amount > 0) for r in rows),
+        groups[(r.tool_name, minute_of(r.event_time).replace(minute=0))].append(r)
+    return {k: (len(rows), sum(sample.is_error(r) for r in rows), sum(r.status_code == 402 for r in rows),
                 sum(r.x402_amount for r in rows), sum(r.response_ms for r in rows)) for k, rows in groups.items()}
 
 
@@ -133,7 +131,7 @@ def test_partial_aggregates_in_any_batch_split_merge_to_the_naive_totals(clickho
         if data.draw(st.booleans(), label="replayed"):  # a restarted sink re-inserts with the same token
             sample.insert_requests(clickhouse, batch)
     if data.draw(st.booleans(), label="merge parts"):
-        for table in ("agent_minute", "agent_customer_minute", "agent_tool_hour_sketch", "agent_customer_day",
+        for table in ("agent_minute", "agent_tool_hour_sketch", "agent_customer_day",
                       "agent_tool_customer_day"):
             clickhouse.command(f"OPTIMIZE TABLE {table} FINAL")
 
@@ -152,11 +150,10 @@ def test_partial_aggregates_in_any_batch_split_merge_to_the_naive_totals(clickho
         "FROM request_logs "
         "WHERE agent_id = {a:String} AND source != 'sdk_ping' GROUP BY m", parameters={"a": agent}).result_rows}
     assert {m: list(g["quantiles"]) for m, g in got.items()} == whole
-    for table, key in (("agent_customer_minute", "customer_id"), ("agent_tool_hour_sketch", "tool_name")):
-        got_by, want_by = by_key(clickhouse, table, key, agent), naive_by_key(reqs, key, hour=table.endswith("sketch"))
-        assert set(got_by) == set(want_by), table
-        for k, w in want_by.items():
-            assert got_by[k][:3] == w[:3] and got_by[k][3:] == pytest.approx(w[3:], rel=1e-12), (table, k)
+    got_by, want_by = tool_hours(clickhouse, agent), naive_tool_hours(reqs)
+    assert set(got_by) == set(want_by)
+    for k, w in want_by.items():
+        assert got_by[k][:3] == w[:3] and got_by[k][3:] == pytest.approx(w[3:], rel=1e-12), k
     for table, keys in (("agent_customer_day", ("customer_id",)),
                         ("agent_tool_customer_day", ("tool_name", "customer_id"))):
         got_days, want_days = customer_days(clickhouse, table, keys, agent), naive_customer_days(reqs, keys)

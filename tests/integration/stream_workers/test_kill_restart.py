@@ -58,7 +58,7 @@ def _check_totals_here(dsn: str, expected: Expected) -> None:
                 exact = quantile(expected.latencies[agent], q)
                 assert got == pytest.approx(exact, rel=0.10 if q == 0.99 else 0.05), (agent, q)
         per_customer = dict(((a, c), n) for a, c, n in client.query(
-            "SELECT agent_id, customer_id, sum(requests) FROM agent_customer_minute GROUP BY agent_id, customer_id"
+            "SELECT agent_id, customer_id, sum(requests) FROM agent_customer_day GROUP BY agent_id, customer_id"
         ).result_rows)
         assert per_customer == dict(expected.per_customer)
         per_tool = dict(((a, t), n) for a, t, n in client.query(

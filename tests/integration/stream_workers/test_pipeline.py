@@ -182,7 +182,7 @@ async def test_clickhouse_outage_pauses_consumption_and_loses_nothing(
     assert running.count("SELECT count() FROM request_logs") == total
     assert running.count("SELECT sum(requests) FROM agent_minute") == total
     assert running.count("SELECT sum(requests) FROM agent_tool_hour_sketch") == total
-    assert running.count("SELECT sum(requests) FROM agent_customer_minute") == total
+    assert running.count("SELECT sum(requests) FROM agent_customer_day") == total
 
 
 async def test_usage_reports_are_priced_and_counted_once(
