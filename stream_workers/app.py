@@ -74,7 +74,7 @@ class WorkerService(Service):
             url = s.effective_clickhouse_url()
             router = ShardRouter(s.clickhouse_cluster, url) if s.clickhouse_cluster else None
             self.clickhouse = ClickHouseSink(lambda: get_client(url), body_ttl_days=s.body_ttl_days,
-                                             retry_max_s=s.sink_retry_max_s, router=router)
+                                             retry_max_s=s.sink_retry_max_s, router=router, nice=s.sink_nice)
             await self.clickhouse.start()
         if s.sink_mode == "topic" and s.sink_owner and self.clickhouse is not None:
             self.sink_consumer = SinkConsumer(s, self.clickhouse)

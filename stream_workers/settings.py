@@ -53,6 +53,10 @@ class WorkerSettings(BaseSettings):
                                   alias="METERLINE_SINK_BATCH_BYTES")
     #: METERLINE_SINK_INTERVAL_S — longest time an open batch waits before it is written.
     sink_interval_s: float = Field(default=1.0, gt=0, le=60, alias="METERLINE_SINK_INTERVAL_S")
+    #: METERLINE_SINK_NICE — the nice value (0 - 19) of the engine's threads while they run the sink's inserts
+    #: (ClickHouse's ``os_thread_priority``): ingest waits in Kafka, a dashboard read waits for the engine, so
+    #: where they share cores the reads and the ingest front go first. 0 leaves the inserts at the engine's own.
+    sink_nice: int = Field(default=10, ge=0, le=19, alias="METERLINE_SINK_NICE")
     #: METERLINE_SINK_RETRY_MAX_S — ceiling of the exponential backoff while ClickHouse is down.
     sink_retry_max_s: float = Field(default=5.0, gt=0, le=300, alias="METERLINE_SINK_RETRY_MAX_S")
     #: METERLINE_BODY_TTL_DAYS — days request/response bodies and headers are kept.

@@ -42,3 +42,20 @@ async def test_repeated_batches_change_no_table_and_new_ones_do(clickhouse_dsn: 
         assert create.count("toIntervalDay(7)") == 3  # bodies and headers kept 7 days, as configured
     finally:
         await sink.close()
+
+
+async def test_inserts_run_at_the_configured_nice_value(clickhouse_dsn: str) -> None:
+    """The engine runs the insert, its views included, at the sink's nice value (``os_thread_priority``): a
+    probe view over the raw table records the setting its insert ran with. 0 is the negative control."""
+    for nice in (10, 0):
+        sink = ClickHouseSink(lambda: get_client(clickhouse_dsn), nice=nice)
+        assert await sink.start()
+        try:
+            sink.query("DROP TABLE IF EXISTS nice_probe")
+            sink.query("CREATE MATERIALIZED VIEW nice_probe ENGINE = Memory AS "
+                       "SELECT toInt64(getSetting('os_thread_priority')) AS nice FROM request_logs")
+            assert await sink.write(_batch(100 + nice, [f"nice-{nice}"]), abort=lambda: False)
+            assert sink.query("SELECT DISTINCT nice FROM nice_probe") == [(nice,)]
+        finally:
+            sink.query("DROP TABLE IF EXISTS nice_probe")
+            await sink.close()
