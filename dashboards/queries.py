@@ -78,6 +78,16 @@ TIERS_FROM_ROWS: Final = 1_000_000
 SKETCHED: Final = frozenset({"daily", "tools", "series", "breakdown"})
 SKETCH_FROM_ROWS: Final[Mapping[str, int]] = {"daily": 200_000, "series": 200_000, "tools": 400_000,
                                               "breakdown": 400_000}
+#: A period's stats when it has no traffic (``performance.sql`` has no row for it).
+_NO_TRAFFIC: Final[Mapping[str, float]] = {
+    "requests": 0, "successes": 0, "errors": 0, "payment_required": 0, "revenue": 0.0, "paid_requests": 0,
+    "customers": 0, "error_rate": 0.0, "avg_latency_ms": 0.0, "requests_per_minute": 0.0,
+    **{f"p{p}_latency_ms": 0.0 for p in (50, 75, 90, 95, 99)}}
+#: The lower ends of the latency histogram's buckets, in ms (the last bucket has no upper end); the same as
+#: ``latency_histogram.sql``'s, which tests/integration/dashboards/test_views_explore.py checks.
+LATENCY_BOUNDS_MS: Final = (0., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000.)
+#: The fields of a ``performance_insights.sql`` hour, as ``performance_hourly.sql`` names them.
+_HOURLY: Final = ("hour", "requests", "errors", "avg_latency_ms", "p95_latency_ms")
 _DAY: Final = timedelta(days=1)
 _HOUR: Final = timedelta(hours=1)
 
@@ -247,6 +257,18 @@ def _change(current: float | None, previous: float | None) -> float | None:
     return (current - previous) / previous * 100.0
 
 
+def _compared(rng: TimeRange, rows: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """A range's ``current`` and ``previous`` stats (zeros for a period without traffic) and the change."""
+    current = rows.get("current") or dict(_NO_TRAFFIC)
+    previous = rows.get("previous") or dict(_NO_TRAFFIC)
+    return {
+        "start": rng.start, "end": rng.end, "previous_start": rng.start - (rng.end - rng.start),
+        "current": current, "previous": previous,
+        "change_pct": {m: _change(current[m], previous[m]) for m in _SUMMARY_METRICS}
+        if "previous" in rows else dict.fromkeys(_SUMMARY_METRICS),
+    }
+
+
 class DashboardQueries:
     """The dashboard views over one ClickHouse client."""
 
@@ -352,38 +374,37 @@ class DashboardQueries:
     def compare(self, agent_id: str, rng: TimeRange, filters: Filters = ANY) -> dict[str, Any]:
         """Totals of ``rng`` ("current") and of the period of the same length before it ("previous"), with
         the change in percent."""
-        prev_start = rng.start - (rng.end - rng.start)
-        if prev_start < EARLIEST:
-            raise DashboardError(f"the period before the range must start after {EARLIEST:%Y-%m-%d}")
-        params = {"agent_id": agent_id, "prev_start": prev_start, "start": rng.start, "end": rng.end,
-                  **filters.params()}
-        rows = {r.pop("period"): r for r in self.run("performance", params)}
-        empty = {"requests": 0, "successes": 0, "errors": 0, "payment_required": 0, "revenue": 0.0,
-                 "paid_requests": 0, "customers": 0, "error_rate": 0.0, "avg_latency_ms": 0.0,
-                 "requests_per_minute": 0.0, **{f"p{p}_latency_ms": 0.0 for p in (50, 75, 90, 95, 99)}}
-        current = rows.get("current", empty)
-        previous = rows.get("previous", empty)
-        return {
-            "start": rng.start, "end": rng.end, "previous_start": prev_start,
-            "current": current, "previous": previous,
-            "change_pct": {m: _change(current[m], previous[m]) for m in _SUMMARY_METRICS}
-            if "previous" in rows else dict.fromkeys(_SUMMARY_METRICS),
-        }
+        return _compared(rng, self._periods("performance", agent_id, rng, filters))
 
     def performance(self, agent_id: str, window: str = "24h", now: datetime | None = None,
                     rng: TimeRange | None = None, filters: Filters = ANY) -> dict[str, Any]:
         """Speed insights for ``rng``, or else the last ``window``: stats now and before, change, histogram,
-        hourly."""
+        hourly; one pass over the rows (``performance_insights.sql``)."""
         if rng is None:
             if window not in WINDOWS:
                 raise DashboardError(f"window must be one of {', '.join(WINDOWS)}")
             end = whole_ms(now, up=False) if now else utcnow()
             rng = TimeRange(end - WINDOWS[window], end)
-        result = self.compare(agent_id, rng, filters)
-        params = {"agent_id": agent_id, "start": rng.start, "end": rng.end, **filters.params()}
+        rows = self._periods("performance_insights", agent_id, rng, filters, bounds=list(LATENCY_BOUNDS_MS))
+        shown = {period: (row.pop("hourly"), row.pop("histogram")) for period, row in rows.items()}
+        hourly, counts = shown.get("current", ([], [0] * len(LATENCY_BOUNDS_MS)))
+        result = _compared(rng, rows)
         result["change_pct"] = {m: result["change_pct"][m] for m in _PERF_METRICS}
-        return {"window": window, **result, "histogram": self.run("latency_histogram", params),
-                "hourly": self.run("performance_hourly", params)}
+        buckets = zip(LATENCY_BOUNDS_MS, (*LATENCY_BOUNDS_MS[1:], 0.0), counts, strict=True)
+        return {"window": window, **result,
+                "histogram": [{"bucket": i, "lower_ms": lower, "upper_ms": upper, "requests": n}
+                              for i, (lower, upper, n) in enumerate(buckets, start=1)],
+                "hourly": [dict(zip(_HOURLY, (_clean(v) for v in hour), strict=True)) for hour in hourly]}
+
+    def _periods(self, name: str, agent_id: str, rng: TimeRange, filters: Filters,
+                 **extra: Any) -> dict[str, dict[str, Any]]:
+        """The rows of a file over ``rng`` and the period of the same length before it, by period."""
+        prev_start = rng.start - (rng.end - rng.start)
+        if prev_start < EARLIEST:
+            raise DashboardError(f"the period before the range must start after {EARLIEST:%Y-%m-%d}")
+        params = {"agent_id": agent_id, "prev_start": prev_start, "start": rng.start, "end": rng.end,
+                  **filters.params(), **extra}
+        return {r.pop("period"): r for r in self.run(name, params)}
 
     def series(self, agent_id: str, rng: TimeRange, step: int | None = None,
                filters: Filters = ANY) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from clickhouse_connect.driver.client import Client
 
 from dashboards.errors import DashboardError
 from dashboards.queries import (
+    LATENCY_BOUNDS_MS,
     MAX_BUCKETS,
     STEPS,
     Cursor,
@@ -81,7 +82,8 @@ def test_every_filtered_view_binds_the_same_four_conditions() -> None:
     assert len(block) == 4
     filtered = [n for n in query_names() if "{protocol:String}" in load_sql(n)]
     assert {"daily", "customers", "tools", "logs", "performance", "latency_histogram", "performance_hourly",
-            "revenue", "revenue_by_tool", "revenue_by_customer", "series", "breakdown"} <= set(filtered)
+            "performance_insights", "revenue", "revenue_by_tool", "revenue_by_customer", "series",
+            "breakdown"} <= set(filtered)
     # the customer views also pick the table of their whole days from the filters (migration 0007)
     choice = ["multiIf({protocol:String} != '' OR {status:String} != '', 'raw', {tool:String} != '', 'tool', "
               "'customer')", "AND tool_name = {tool:String}"]
@@ -112,6 +114,26 @@ def test_compare_is_the_range_and_the_period_before(views: DashboardQueries, req
     assert got["previous_start"] == rng.start - timedelta(days=3)
     if prev:
         assert got["change_pct"]["requests"] == pytest.approx((len(cur) / len(prev) - 1) * 100)
+
+
+def test_performance_answers_what_its_three_files_answer_apart(views: DashboardQueries) -> None:
+    """``performance_insights.sql`` reads the rows once for what performance.sql, latency_histogram.sql (its tiers
+    for a range of whole days) and performance_hourly.sql answer apart: the same figures, for every filter."""
+    ranges = [TimeRange(NOW - timedelta(days=3), NOW), TimeRange(NOW - timedelta(hours=24), NOW),
+              TimeRange(NOW - timedelta(hours=1), NOW)]
+    views.tiers_from_rows = 0  # the histogram of whole days from its tiers
+    for rng, filters in [(rng, f) for rng in ranges for f in FILTERS]:
+        got = views.performance("agent-a", rng=rng, filters=filters)
+        want = views.compare("agent-a", rng, filters)
+        params = {"agent_id": "agent-a", "start": rng.start, "end": rng.end, **filters.params()}
+        assert got["current"] == pytest.approx(want["current"], rel=1e-9), (rng, filters)
+        assert got["previous"] == pytest.approx(want["previous"], rel=1e-9), (rng, filters)
+        assert got["histogram"] == views.run("latency_histogram", params), (rng, filters)
+        hourly = views.run("performance_hourly", params)
+        assert [h.pop("hour") for h in got["hourly"]] == [h.pop("hour") for h in hourly], (rng, filters)
+        assert got["hourly"] == [pytest.approx(h, rel=1e-9) for h in hourly], (rng, filters)
+    assert views.file_for("latency_histogram", params | {"start": NOW - timedelta(days=3)}) == "latency_histogram"
+    assert [b["lower_ms"] for b in got["histogram"]] == list(LATENCY_BOUNDS_MS) == sample.HIST_BOUNDS
 
 
 @pytest.mark.parametrize(("span", "step"), [(timedelta(hours=1), 60), (timedelta(hours=24), 900),
