@@ -444,15 +444,26 @@ class DashboardQueries:
 
     def revenue(self, agent_id: str, rng: TimeRange, period: str = "day", limit: int = 100,
                 filters: Filters = ANY) -> dict[str, Any]:
+        """Revenue per period of ``rng``, per tool and per paying customer (the first ``limit``); for a range the
+        raw files answer, in one pass (``revenue_all_raw.sql``)."""
         params = {"agent_id": agent_id, "start": rng.start, "end": rng.end, **filters.params()}
-        series = self.run("revenue", {**params, "period": _period(period)})
+        period, limit = _period(period), _limit(limit)
+        if self.file_for("revenue", params) == "revenue_raw":
+            parts: dict[str, list[dict[str, Any]]] = {"period": [], "tool": [], "customer": []}
+            for row in self.run("revenue_all_raw", {**params, "period": period, "limit": limit}):
+                parts[row.pop("part")].append(row)
+            series = [{k: r[k] for k in ("period_start", "amount", "paid_requests")} for r in parts["period"]]
+            by_tool = [{k: r[k] for k in ("tool_name", "amount", "paid_requests")} for r in parts["tool"]]
+            by_customer = [{k: r[k] for k in ("customer_id", "amount", "paid_requests")} for r in parts["customer"]]
+        else:
+            series = self.run("revenue", {**params, "period": period})
+            by_tool = self.run("revenue_by_tool", params)
+            by_customer = self.run("revenue_by_customer", {**params, "limit": limit})
         return {
             "period": period, "start": rng.start, "end": rng.end,
             "total_amount": sum(r["amount"] for r in series),
             "paid_requests": sum(r["paid_requests"] for r in series),
-            "series": series,
-            "by_tool": self.run("revenue_by_tool", params),
-            "by_customer": self.run("revenue_by_customer", {**params, "limit": _limit(limit)}),
+            "series": series, "by_tool": by_tool, "by_customer": by_customer,
         }
 
     def usage(self, app_id: str, rng: TimeRange, period: str = "day") -> list[dict[str, Any]]:
