@@ -61,7 +61,8 @@ _SUMMARY_METRICS: Final = (*_PERF_METRICS, "successes", "errors", "payment_requi
 #: Views that read whole days and hours from the projections of migration 0003 (schemas/queries/README.md).
 #: A range holding no whole UTC day is read by the view's ``<name>_raw.sql`` instead, from raw rows alone:
 #: planning the tiers and weighing the projections costs more than such a range's raw rows (docs/capacity.md).
-TIERED: Final = frozenset({"latency_histogram", "revenue", "revenue_by_tool", "customers", "revenue_by_customer"})
+TIERED: Final = frozenset({"latency_histogram", "revenue", "revenue_by_tool", "customers", "revenue_by_customer",
+                           "revenue_all"})
 #: ... and so is a range holding fewer of the agent's requests than this (``range_requests.sql`` sizes it
 #: from the minute rollup): planning a tiered query costs ~20 ms on its own, so below about a million rows
 #: the raw file answers as fast or faster (at 100 M stored rows, 30-day ranges: tiered against raw
@@ -444,26 +445,22 @@ class DashboardQueries:
 
     def revenue(self, agent_id: str, rng: TimeRange, period: str = "day", limit: int = 100,
                 filters: Filters = ANY) -> dict[str, Any]:
-        """Revenue per period of ``rng``, per tool and per paying customer (the first ``limit``); for a range the
-        raw files answer, in one pass (``revenue_all_raw.sql``)."""
-        params = {"agent_id": agent_id, "start": rng.start, "end": rng.end, **filters.params()}
-        period, limit = _period(period), _limit(limit)
-        if self.file_for("revenue", params) == "revenue_raw":
-            parts: dict[str, list[dict[str, Any]]] = {"period": [], "tool": [], "customer": []}
-            for row in self.run("revenue_all_raw", {**params, "period": period, "limit": limit}):
-                parts[row.pop("part")].append(row)
-            series = [{k: r[k] for k in ("period_start", "amount", "paid_requests")} for r in parts["period"]]
-            by_tool = [{k: r[k] for k in ("tool_name", "amount", "paid_requests")} for r in parts["tool"]]
-            by_customer = [{k: r[k] for k in ("customer_id", "amount", "paid_requests")} for r in parts["customer"]]
-        else:
-            series = self.run("revenue", {**params, "period": period})
-            by_tool = self.run("revenue_by_tool", params)
-            by_customer = self.run("revenue_by_customer", {**params, "limit": limit})
+        """Revenue per period of ``rng``, per tool and per paying customer (the first ``limit``), in one query
+        (``revenue_all.sql``, or ``revenue_all_raw.sql``: :meth:`file_for`)."""
+        period = _period(period)
+        params = {"agent_id": agent_id, "start": rng.start, "end": rng.end, "period": period,
+                  "limit": _limit(limit), **filters.params()}
+        parts: dict[str, list[dict[str, Any]]] = {"period": [], "tool": [], "customer": []}
+        for row in self.run("revenue_all", params):
+            parts[row.pop("part")].append(row)
+        series = [{k: r[k] for k in ("period_start", "amount", "paid_requests")} for r in parts["period"]]
         return {
             "period": period, "start": rng.start, "end": rng.end,
             "total_amount": sum(r["amount"] for r in series),
             "paid_requests": sum(r["paid_requests"] for r in series),
-            "series": series, "by_tool": by_tool, "by_customer": by_customer,
+            "series": series,
+            "by_tool": [{k: r[k] for k in ("tool_name", "amount", "paid_requests")} for r in parts["tool"]],
+            "by_customer": [{k: r[k] for k in ("customer_id", "amount", "paid_requests")} for r in parts["customer"]],
         }
 
     def usage(self, app_id: str, rng: TimeRange, period: str = "day") -> list[dict[str, Any]]:

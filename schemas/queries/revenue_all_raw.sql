@@ -1,6 +1,6 @@
--- Revenue, the whole view in one pass over raw rows: what revenue_raw.sql, revenue_by_tool_raw.sql and
--- revenue_by_customer_raw.sql answer apart, for a range they would answer (dashboards/queries.py picks the
--- raw files for a range holding no whole UTC day or few requests). One row per
+-- Revenue, the whole view in one pass over raw rows: revenue_all.sql for a range holding no whole UTC day or
+-- few requests (dashboards/queries.py), where the tiers cost more than they save; what revenue_raw.sql,
+-- revenue_by_tool_raw.sql and revenue_by_customer_raw.sql answer apart. One row per
 --   part = 'period'    day/week/month ({period}) with revenue, by period_start;
 --   part = 'tool'      tool with revenue, by amount (highest first), then tool_name;
 --   part = 'customer'  paying customer, by amount, then customer_id; the first {limit} only.

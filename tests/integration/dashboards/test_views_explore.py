@@ -16,6 +16,7 @@ from dashboards.queries import (
     LATENCY_BOUNDS_MS,
     MAX_BUCKETS,
     STEPS,
+    TIERS_FROM_ROWS,
     Cursor,
     DashboardQueries,
     Filters,
@@ -82,18 +83,18 @@ def test_every_filtered_view_binds_the_same_four_conditions() -> None:
     assert len(block) == 4
     filtered = [n for n in query_names() if "{protocol:String}" in load_sql(n)]
     assert {"daily", "customers", "tools", "logs", "performance", "latency_histogram", "performance_hourly",
-            "performance_insights", "revenue", "revenue_all_raw", "revenue_by_tool", "revenue_by_customer", "series",
-            "breakdown"} <= set(filtered)
+            "performance_insights", "revenue", "revenue_all", "revenue_all_raw", "revenue_by_tool",
+            "revenue_by_customer", "series", "breakdown"} <= set(filtered)
     # the customer views also pick the table of their whole days from the filters (migration 0007)
     choice = ["multiIf({protocol:String} != '' OR {status:String} != '', 'raw', {tool:String} != '', 'tool', "
               "'customer')", "AND tool_name = {tool:String}"]
-    for name in ("customers", "revenue_by_customer"):
+    for name in ("customers", "revenue_by_customer", "revenue_all"):
         assert all(line in lines(name) for line in choice), name
     for name in filtered:
         assert all(line in lines(name) for line in block), name
         for param in ("customer", "tool", "status", "protocol"):  # bound, never spliced
             uses = [line for line in lines(name) if "{" + param + ":String}" in line]
-            allowed = block + (choice if name in ("customers", "revenue_by_customer") else [])
+            allowed = block + (choice if name in ("customers", "revenue_by_customer", "revenue_all") else [])
             assert uses and all(line in allowed for line in uses), (name, param)  # once per tier of a file
 
 
@@ -136,21 +137,27 @@ def test_performance_answers_what_its_three_files_answer_apart(views: DashboardQ
     assert [b["lower_ms"] for b in got["histogram"]] == list(LATENCY_BOUNDS_MS) == sample.HIST_BOUNDS
 
 
-def test_revenue_answers_what_its_three_raw_files_answer_apart(views: DashboardQueries) -> None:
-    """``revenue_all_raw.sql`` reads the rows once for what revenue_raw.sql, revenue_by_tool_raw.sql and
-    revenue_by_customer_raw.sql answer apart: the same rows in the same order, the customers cut at the limit."""
+def test_revenue_answers_what_its_three_files_answer_apart(views: DashboardQueries) -> None:
+    """``revenue_all.sql`` (tiers) and ``revenue_all_raw.sql`` (raw rows) answer in one query what revenue,
+    revenue_by_tool and revenue_by_customer answer apart: the same rows in the same order, the customers cut
+    at the limit; for every filter."""
     ranges = [TimeRange(NOW - timedelta(days=40), NOW), TimeRange(NOW - timedelta(hours=30), NOW)]
-    for rng, filters, period, limit in [(rng, f, p, n) for rng in ranges for f in FILTERS
-                                        for p, n in (("day", 3), ("week", 100), ("month", 1))]:
-        params = {"agent_id": "agent-b", "start": rng.start, "end": rng.end, **filters.params()}
-        got = views.revenue("agent-b", rng, period, limit, filters)
-        series = views.run("revenue_raw", params | {"period": period})
-        assert [r.pop("period_start") for r in got["series"]] == [r.pop("period_start") for r in series]
-        assert got["series"] == [pytest.approx(r, rel=1e-12) for r in series], (rng, filters, period)
-        assert got["by_tool"] == views.run("revenue_by_tool_raw", params), (rng, filters)
-        by_customer = views.run("revenue_by_customer_raw", params | {"limit": limit})
-        assert got["by_customer"] == by_customer, (rng, filters, limit)
-    assert len(by_customer) == limit and series and views.file_for("revenue", params) == "revenue_raw"
+    files, cuts = set(), []
+    for tiers_from_rows in (TIERS_FROM_ROWS, 0):  # 0: every range holding a whole day in tiers
+        views.tiers_from_rows = tiers_from_rows
+        for rng, filters, period, limit in [(rng, f, p, n) for rng in ranges for f in FILTERS
+                                            for p, n in (("day", 3), ("week", 100), ("month", 1))]:
+            params = {"agent_id": "agent-b", "start": rng.start, "end": rng.end, **filters.params()}
+            files.add(views.file_for("revenue_all", params))
+            got = views.revenue("agent-b", rng, period, limit, filters)
+            series = views.run("revenue", params | {"period": period})
+            assert [r.pop("period_start") for r in got["series"]] == [r.pop("period_start") for r in series]
+            assert got["series"] == [pytest.approx(r, rel=1e-12) for r in series], (rng, filters, period)
+            assert got["by_tool"] == views.run("revenue_by_tool", params), (rng, filters)
+            by_customer = views.run("revenue_by_customer", params | {"limit": limit})
+            assert got["by_customer"] == by_customer, (rng, filters, limit)
+            cuts.append(len(by_customer) == limit)
+    assert files == {"revenue_all", "revenue_all_raw"} and any(cuts) and series
 
 
 @pytest.mark.parametrize(("span", "step"), [(timedelta(hours=1), 60), (timedelta(hours=24), 900),
