@@ -67,7 +67,18 @@ class Case:
     label: str
     view: str
     params: Callable[[str], dict[str, Any]]
-    pg: str | None  # None: no like-for-like PostgreSQL query (said in the output)
+    pg: str | tuple[str, ...] | None  # None: no like-for-like PostgreSQL query (said in the output)
+    #: a whole page view, as its route asks for it (every file the view reads, each query it costs), in place
+    #: of ``view``'s one file; PostgreSQL then runs every statement of ``pg`` in turn
+    call: Callable[[DashboardQueries, dict[str, Any]], object] | None = None
+
+
+def speed_view(views: DashboardQueries, p: dict[str, Any]) -> object:
+    return views.performance(p["agent_id"], rng=TimeRange(p["start"], p["end"]))
+
+
+def revenue_view(views: DashboardQueries, p: dict[str, Any]) -> object:
+    return views.revenue(p["agent_id"], TimeRange(p["start"], p["end"]), p["period"], p["limit"])
 
 
 def ranged(span: timedelta, **extra: Any) -> Callable[[str], dict[str, Any]]:
@@ -167,6 +178,10 @@ CASES: list[Case] = [
     Case("logs latest 100", "logs", latest_logs, PG_LOGS),
     Case("performance 24h", "performance", compared(24 * H), PG_PERFORMANCE),
     Case("performance 1h", "performance", compared(H), PG_PERFORMANCE),
+    Case("speed view 24h", "performance_insights", compared(24 * H),
+         (PG_PERFORMANCE, PG_HISTOGRAM.format(filter=""), PG_HOURLY), speed_view),
+    Case("speed view 1h", "performance_insights", compared(H),
+         (PG_PERFORMANCE, PG_HISTOGRAM.format(filter=""), PG_HOURLY), speed_view),
     Case("latency_histogram 24h", "latency_histogram", ranged(24 * H), PG_HISTOGRAM.format(filter="")),
     Case("latency_histogram 1h", "latency_histogram", ranged(H), PG_HISTOGRAM.format(filter="")),
     Case("latency_histogram 30d 5xx", "latency_histogram", ranged(DAYS * D, status="5xx"),
@@ -175,6 +190,8 @@ CASES: list[Case] = [
     Case("revenue 30d", "revenue", ranged(DAYS * D, period="day"), PG_REVENUE),
     Case("revenue_by_tool 30d", "revenue_by_tool", ranged(DAYS * D), PG_REVENUE_BY_TOOL),
     Case("revenue_by_customer 30d", "revenue_by_customer", ranged(DAYS * D, limit=100), PG_REVENUE_BY_CUSTOMER),
+    Case("revenue view 30d", "revenue_all", ranged(DAYS * D, period="day", limit=100),
+         (PG_REVENUE, PG_REVENUE_BY_TOOL, PG_REVENUE_BY_CUSTOMER), revenue_view),
     Case("series 30d", "series", ranged(DAYS * D, step_s=21600), PG_SERIES.format(filter="")),
     Case("series 1h", "series", ranged(H, step_s=60), PG_SERIES.format(filter="")),
     Case("series 24h customer=", "series", ranged(24 * H, step_s=900, customer="cust-42"),
@@ -187,11 +204,12 @@ CASES: list[Case] = [
 ]
 
 
-def pg_sql(case: Case) -> str:
-    sql = case.pg or ""
+def pg_sql(case: Case) -> list[str]:
+    """``case.pg``'s statements with the tokens filled in."""
+    statements = [case.pg] if isinstance(case.pg, str) else list(case.pg or ())
     for token, text in PG_TOKENS.items():
-        sql = sql.replace(token, text)
-    return sql
+        statements = [sql.replace(token, text) for sql in statements]
+    return statements
 
 
 # ------------------------------------------------------------------------------------------ timing
@@ -327,7 +345,8 @@ def run(args: argparse.Namespace) -> None:
             with holding(args.lock, exclusive=True):
                 for case, agent_picks in zip(cases, picks, strict=True):
                     calls: list[Callable[[str], object]] = [
-                        lambda a, c=case: views.run(c.view, c.params(a))]  # type: ignore[misc]
+                        lambda a, c=case: views.run(c.view, c.params(a)) if c.call is None  # type: ignore[misc]
+                        else c.call(DashboardQueries(client), c.params(a))]  # per request, as a route makes it
                     if pg and case.pg:
                         calls.append(lambda a, c=case: pg_run(pg, c, a))  # type: ignore[misc]
                     times = timed(calls, agent_picks)
@@ -373,8 +392,11 @@ def pg_connection(client: Any, rows: int, keep: Path | None, lock: Path | None) 
 def pg_run(pg: Any, case: Case, agent: str) -> object:
     params = case.params(agent)
     with pg.cursor() as cur:
-        cur.execute(pg_sql(case), params)
-        return cur.fetchall()
+        results = []
+        for sql in pg_sql(case):
+            cur.execute(sql, params)
+            results.append(cur.fetchall())
+        return results
 
 
 def main() -> None:
