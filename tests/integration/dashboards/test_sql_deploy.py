@@ -70,3 +70,21 @@ def test_compose_runs_ad_hoc_sql_as_that_user() -> None:
         in clickhouse["volumes"]
     for name in ("worker", "bridge", "init"):  # the writers keep CLICKHOUSE_URL and no SQL DSN
         assert "METERLINE_SQL_CLICKHOUSE_URL" not in (services[name].get("environment") or {})
+
+
+def test_the_cluster_runs_ad_hoc_sql_as_that_user_on_every_server() -> None:
+    """deploy/cluster/: the same user on each of the four servers (a query through a Distributed table runs on
+    the other shards as the user that sent it), and the gateway's SQL DSN logs in as it on the entry server."""
+    services = yaml.safe_load((ROOT / "deploy" / "cluster" / "docker-compose.yml").read_text())["services"]
+    dsn = urlsplit(services["gateway"]["environment"]["METERLINE_SQL_CLICKHOUSE_URL"])
+    entry = urlsplit(services["gateway"]["environment"]["CLICKHOUSE_URL"])
+    assert (dsn.username, dsn.hostname, dsn.path) == ("meterline_sql", entry.hostname, "/meterline")
+    assert dsn.password == "${CLICKHOUSE_SQL_PASSWORD:-meterline-sql-local}"
+    servers = [name for name in services if name.startswith("ch-")]
+    assert len(servers) == 4
+    for name in servers:
+        assert services[name]["environment"]["CLICKHOUSE_SQL_PASSWORD"] == dsn.password, name
+        assert "../clickhouse/users.d/meterline-sql.xml:/etc/clickhouse-server/users.d/meterline-sql.xml:ro" \
+            in services[name]["volumes"], name
+    for name in ("worker", "bridge", "init"):
+        assert "METERLINE_SQL_CLICKHOUSE_URL" not in (services[name].get("environment") or {})

@@ -23,7 +23,8 @@ BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 KEEPERS = ("keeper-1", "keeper-2", "keeper-3")
 SERVERS = ("ch-s1r1", "ch-s1r2", "ch-s2r1", "ch-s2r2")
 APPS = ("init", "gateway", "bridge", "worker")
-SETTINGS_FILES = ("meterline/settings.py", "gateway/settings.py", "stream_workers/settings.py")
+SETTINGS_FILES = ("meterline/settings.py", "gateway/settings.py", "stream_workers/settings.py",
+                  "dashboards/sql/limits.py")
 
 
 def _load(path: Path) -> dict[str, Any]:
