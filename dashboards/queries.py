@@ -79,6 +79,12 @@ TIERS_FROM_ROWS: Final = 1_000_000
 SKETCHED: Final = frozenset({"daily", "tools", "series", "breakdown"})
 SKETCH_FROM_ROWS: Final[Mapping[str, int]] = {"daily": 200_000, "series": 200_000, "tools": 400_000,
                                               "breakdown": 400_000}
+#: The speed view reads a range holding a whole UTC day and at least this many of the agent's requests with its
+#: three files (``performance.sql``, ``latency_histogram.sql`` in tiers, ``performance_hourly.sql``), any other
+#: range in one pass (``performance_insights.sql``). The one pass pays a query's floor once instead of three times
+#: but keeps a percentile state per hour and merges them: about half the time up to ~50,000 rows, the same near
+#: 300,000, and 12 - 22 % more above that at 100 M stored rows (docs/capacity.md).
+SPEED_ONE_PASS_BELOW_ROWS: Final = 300_000
 #: A period's stats when it has no traffic (``performance.sql`` has no row for it).
 _NO_TRAFFIC: Final[Mapping[str, float]] = {
     "requests": 0, "successes": 0, "errors": 0, "payment_required": 0, "revenue": 0.0, "paid_requests": 0,
@@ -274,10 +280,12 @@ class DashboardQueries:
     """The dashboard views over one ClickHouse client."""
 
     def __init__(self, client: Client, tiers_from_rows: int = TIERS_FROM_ROWS,
-                 sketch_from_rows: Mapping[str, int] | int | None = SKETCH_FROM_ROWS) -> None:
+                 sketch_from_rows: Mapping[str, int] | int | None = SKETCH_FROM_ROWS,
+                 speed_one_pass_below_rows: int = SPEED_ONE_PASS_BELOW_ROWS) -> None:
         self.client = client
         self.tiers_from_rows = tiers_from_rows  # 0: tiers for every range holding a whole day
         self.sketch_from_rows = sketch_from_rows  # per view or one for all: 0 wherever they answer, None never
+        self.speed_one_pass_below_rows = speed_one_pass_below_rows  # 0: three files for every range of whole days
         self._sizes: dict[tuple[str, datetime, datetime], int] = {}
 
     def file_for(self, name: str, params: Mapping[str, Any]) -> str:
@@ -380,12 +388,18 @@ class DashboardQueries:
     def performance(self, agent_id: str, window: str = "24h", now: datetime | None = None,
                     rng: TimeRange | None = None, filters: Filters = ANY) -> dict[str, Any]:
         """Speed insights for ``rng``, or else the last ``window``: stats now and before, change, histogram,
-        hourly; one pass over the rows (``performance_insights.sql``)."""
+        hourly; in one pass over the rows (``performance_insights.sql``) unless :meth:`speed_in_one_pass` says no."""
         if rng is None:
             if window not in WINDOWS:
                 raise DashboardError(f"window must be one of {', '.join(WINDOWS)}")
             end = whole_ms(now, up=False) if now else utcnow()
             rng = TimeRange(end - WINDOWS[window], end)
+        if not self.speed_in_one_pass(agent_id, rng):
+            result = self.compare(agent_id, rng, filters)
+            result["change_pct"] = {m: result["change_pct"][m] for m in _PERF_METRICS}
+            params = {"agent_id": agent_id, "start": rng.start, "end": rng.end, **filters.params()}
+            return {"window": window, **result, "histogram": self.run("latency_histogram", params),
+                    "hourly": self.run("performance_hourly", params)}
         rows = self._periods("performance_insights", agent_id, rng, filters, bounds=list(LATENCY_BOUNDS_MS))
         shown = {period: (row.pop("hourly"), row.pop("histogram")) for period, row in rows.items()}
         hourly, counts = shown.get("current", ([], [0] * len(LATENCY_BOUNDS_MS)))
@@ -396,6 +410,12 @@ class DashboardQueries:
                 "histogram": [{"bucket": i, "lower_ms": lower, "upper_ms": upper, "requests": n}
                               for i, (lower, upper, n) in enumerate(buckets, start=1)],
                 "hourly": [dict(zip(_HOURLY, (_clean(v) for v in hour), strict=True)) for hour in hourly]}
+
+    def speed_in_one_pass(self, agent_id: str, rng: TimeRange) -> bool:
+        """Whether the speed view reads ``rng`` in one pass (see :data:`SPEED_ONE_PASS_BELOW_ROWS`)."""
+        if not holds_whole(rng.start, rng.end, _DAY):
+            return True
+        return self._size(agent_id, rng.start, rng.end) < self.speed_one_pass_below_rows
 
     def _periods(self, name: str, agent_id: str, rng: TimeRange, filters: Filters,
                  **extra: Any) -> dict[str, dict[str, Any]]:

@@ -119,12 +119,18 @@ def test_compare_is_the_range_and_the_period_before(views: DashboardQueries, req
 
 def test_performance_answers_what_its_three_files_answer_apart(views: DashboardQueries) -> None:
     """``performance_insights.sql`` reads the rows once for what performance.sql, latency_histogram.sql (its tiers
-    for a range of whole days) and performance_hourly.sql answer apart: the same figures, for every filter."""
+    for a range of whole days) and performance_hourly.sql answer apart: the same figures, for every filter; the
+    view reads a large range of whole days with the three files (``speed_in_one_pass``), and says the same."""
     ranges = [TimeRange(NOW - timedelta(days=3), NOW), TimeRange(NOW - timedelta(hours=24), NOW),
               TimeRange(NOW - timedelta(hours=1), NOW)]
     views.tiers_from_rows = 0  # the histogram of whole days from its tiers
     for rng, filters in [(rng, f) for rng in ranges for f in FILTERS]:
+        views.speed_one_pass_below_rows = 0  # a range of whole days: the three files
+        three = views.performance("agent-a", rng=rng, filters=filters)
+        views.speed_one_pass_below_rows = 10**9  # every range in one pass
         got = views.performance("agent-a", rng=rng, filters=filters)
+        assert views.speed_in_one_pass("agent-a", rng)
+        assert got["histogram"] == three["histogram"] and len(got["hourly"]) == len(three["hourly"])
         want = views.compare("agent-a", rng, filters)
         params = {"agent_id": "agent-a", "start": rng.start, "end": rng.end, **filters.params()}
         assert got["current"] == pytest.approx(want["current"], rel=1e-9), (rng, filters)
@@ -134,6 +140,8 @@ def test_performance_answers_what_its_three_files_answer_apart(views: DashboardQ
         assert [h.pop("hour") for h in got["hourly"]] == [h.pop("hour") for h in hourly], (rng, filters)
         assert got["hourly"] == [pytest.approx(h, rel=1e-9) for h in hourly], (rng, filters)
     assert views.file_for("latency_histogram", params | {"start": NOW - timedelta(days=3)}) == "latency_histogram"
+    views.speed_one_pass_below_rows = 0  # the three files for a range holding a whole day, one pass for any other
+    assert [views.speed_in_one_pass("agent-a", rng) for rng in ranges] == [False, True, True]
     assert [b["lower_ms"] for b in got["histogram"]] == list(LATENCY_BOUNDS_MS) == sample.HIST_BOUNDS
 
 
