@@ -1,6 +1,7 @@
 """Dashboards: the query path — what ClickHouse holds, read back per agent, customer, tool and period.
 
-Every view is a SQL file of ``schemas/queries`` run with bound parameters (``DashboardQueries``).
+Every view is a SQL file of ``schemas/queries`` run with bound parameters (``DashboardQueries``), asked for
+in the vocabulary of ``ranges`` (time ranges, filters, cursors, series steps).
 They are served as a read API and a web page (``routes``, ``page``: module-level routes whose
 authorisation and ClickHouse client the serving app supplies — the gateway, in ``gateway/read_api.py``),
 priced into statements (``billing``, ``billing_api``), checked against usage limits (``limits``,
