@@ -24,6 +24,20 @@ def _service(kafka_bootstrap: str, clickhouse: Client, topic: str, group: str) -
     return AlertService(evaluator, lease, INTERVAL_S)
 
 
+def _settled(a: AlertService, b: AlertService) -> bool:
+    """Both services are members of the same generation of the group, and one of them holds the lease.
+
+    One holding it is not enough: right after the second member starts, the first holds the partition and
+    the second holds nothing only because its join is still pending, and the rebalance that join brings may
+    hand the lease to it. A member's generation is the group's once its join has been answered.
+    """
+    ca, cb = a.lease._consumer, b.lease._consumer
+    if ca is None or cb is None or ca._coordinator is None or cb._coordinator is None:
+        return False
+    joined = ca._coordinator.generation == cb._coordinator.generation > 0
+    return joined and len(ca.assignment() | cb.assignment()) == 1 and bool(ca.assignment()) != bool(cb.assignment())
+
+
 async def test_one_of_two_workers_evaluates_and_the_other_takes_over_when_it_stops(
         kafka_bootstrap: str, clickhouse: Client) -> None:
     name = f"alerts-lease-{uuid.uuid4().hex[:8]}"
@@ -34,11 +48,8 @@ async def test_one_of_two_workers_evaluates_and_the_other_takes_over_when_it_sto
     stopped: list[AlertService] = []
     try:
         await eventually(lambda: a.ticks + b.ticks >= 5, timeout=60, what="one service to evaluate 5 times")
-        # the group has settled once both are members: from then on only one of them may tick
-        await eventually(lambda: (a.lease._consumer and b.lease._consumer and
-                                  len(a.lease._consumer.assignment() | b.lease._consumer.assignment()) == 1 and
-                                  bool(a.lease._consumer.assignment()) != bool(b.lease._consumer.assignment())),
-                         timeout=60, what="the lease held by exactly one of two members")
+        # the group has settled once both are members of one generation: from then on only one of them may tick
+        await eventually(lambda: _settled(a, b), timeout=60, what="the lease held by exactly one of two members")
         holder, other = (a, b) if a.lease._consumer and a.lease._consumer.assignment() else (b, a)
         before = other.ticks
         mark = holder.ticks
