@@ -204,6 +204,34 @@ CASES: list[Case] = [
 ]
 
 
+#: The least a query costs on each engine, timed like the views: nothing read, and one agent's hour counted
+#: (the smallest read any view makes). A view cannot be faster than its engine's floor, so a >= 5x target
+#: on a view PostgreSQL answers in under 5x that floor is out of this engine's reach, whatever its SQL.
+FLOOR_CH = ("SELECT 1", "SELECT count() FROM request_logs WHERE agent_id = {agent_id:String} "
+            "AND event_time >= {start:DateTime64(3, 'UTC')} AND event_time < {end:DateTime64(3, 'UTC')} "
+            "SETTINGS optimize_use_projections = 0")  # weighing the projections costs ~3 ms more
+FLOOR_PG = ("SELECT 1", "SELECT count(*) FROM request_logs WHERE agent_id = %(agent_id)s "
+            "AND event_time >= %(start)s AND event_time < %(end)s")
+
+
+def floors(client: Any, pg: Any, agents: list[str]) -> list[tuple[str, list[list[float]]]]:
+    """``FLOOR_CH`` and ``FLOOR_PG`` timed alternately over ``agents``' one-hour ranges: (label, [ch, pg])."""
+    out = []
+    for label, ch_sql, pg_sql_text in zip(("nothing read", "one hour counted"), FLOOR_CH, FLOOR_PG, strict=True):
+        calls: list[Callable[[str], object]] = [
+            lambda a, q=ch_sql: client.query(q, parameters=ranged(H)(a)).result_rows]  # type: ignore[misc]
+        if pg is not None:
+            calls.append(lambda a, q=pg_sql_text: _pg_fetch(pg, q, ranged(H)(a)))  # type: ignore[misc]
+        out.append((label, timed(calls, agents)))
+    return out
+
+
+def _pg_fetch(pg: Any, sql: str, params: dict[str, Any]) -> object:
+    with pg.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
 def pg_sql(case: Case) -> list[str]:
     """``case.pg``'s statements with the tokens filled in."""
     statements = [case.pg] if isinstance(case.pg, str) else list(case.pg or ())
@@ -358,6 +386,13 @@ def run(args: argparse.Namespace) -> None:
                     elif pg:
                         line += "   (no like-for-like PostgreSQL query: the seed keeps per-agent counters)"
                     print(line, flush=True)
+                floor_times = floors(client, pg, picks[0])
+            for label, times in floor_times:
+                line = f"{'floor: ' + label:<28}{statistics.median(times[0]):>8.1f}ms{p95(times[0]):>8.1f}ms"
+                if len(times) > 1:
+                    line += f"{statistics.median(times[1]):>8.1f}ms{p95(times[1]):>8.1f}ms"
+                print(line)
+            floor_ms = statistics.median(floor_times[-1][1][0])  # the least a read of this engine costs
             print(f"machine: {load_average()} (shared with other work; both engines timed alternately)\n")
             goal_ms = BIG_P95_TARGET_MS if args.big else P95_TARGET_MS
             for case, times in results:
@@ -365,8 +400,13 @@ def run(args: argparse.Namespace) -> None:
                        p95(times[0]) <= goal_ms, note)
                 if len(times) > 1:
                     ratio = p95(times[1]) / p95(times[0])
+                    reach = p95(times[1]) / SPEEDUP_TARGET  # the chDB p95 the ratio asks for
+                    why = note
+                    if ratio < SPEEDUP_TARGET and reach < floor_ms:
+                        why = (f"{note}; " if note else "") + (
+                            f"asks for <= {reach:.2f} ms, under this engine's floor of {floor_ms:.1f} ms")
                     target(f"dashboards {scale} {case.label} PostgreSQL/chDB p95", f"{ratio:.1f}x",
-                           f">= {SPEEDUP_TARGET:.0f}x", ratio >= SPEEDUP_TARGET, note)
+                           f">= {SPEEDUP_TARGET:.0f}x", ratio >= SPEEDUP_TARGET, why)
             if pg:
                 ratios = [p95(t[1]) / p95(t[0]) for _, t in results if len(t) > 1]
                 print(f"p95 ratio PostgreSQL / chDB: geometric mean {statistics.geometric_mean(ratios):.2f}, "

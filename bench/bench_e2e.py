@@ -310,6 +310,8 @@ def report(name: str, r: Result, note: str, paced: bool = False) -> None:
     stored = r.rate * r.seconds
     if stored:  # CPU per entry: a figure a busy machine changes much less than entries/s
         print("   CPU per stored entry: " + ", ".join(f"{k} {v / stored * 1e6:.0f} µs" for k, v in r.cpu.items()))
+        if not paced:
+            print("   " + cpu_budget(sum(r.cpu.values()) / stored * 1e6, (r.wrk_cpu + r.probe_cpu) / stored * 1e6))
     print(f"   CPU seconds over the run: {busy}; load generator (wrk) {r.wrk_cpu:.1f} "
           f"({r.wrk_cpu / r.seconds * 100:.0f}% of a core); probes and reader (this process) {r.probe_cpu:.1f}")
     if name == "meterline up" and paced:  # below the machine's capacity: do reads and freshness hold there?
@@ -328,6 +330,16 @@ def report(name: str, r: Result, note: str, paced: bool = False) -> None:
                f"<= {TARGET_READ_P95_MS:.0f} ms", worst[0] <= TARGET_READ_P95_MS and not r.read_errors, note)
     target(f"e2e {name} lost/doubled", f"{r.lost} lost, {r.doubled} doubled", "0 / 0",
            r.lost == 0 and r.doubled == 0, note)
+
+
+def cpu_budget(stack_us: float, load_us: float, cores: int | None = None) -> str:
+    """What the CPU an entry costs allows on this machine's cores: at full load the cores, not a lock or a
+    queue, are the ceiling, so ``cores`` CPU-seconds a second over the µs per entry bound the rate."""
+    cores = cores or os.cpu_count() or 1
+    return (f"CPU budget: the stack's processes {stack_us:.0f} µs per stored entry (+ {load_us:.0f} µs for the "
+            f"load generator and probes): {cores} cores carry at most {cores * 1e6 / stack_us:,.0f} entries/s at "
+            f"that cost ({cores * 1e6 / (stack_us + load_us):,.0f} with this benchmark's own load); "
+            f"{TARGET_RATE // 1000}k entries/s needs <= {cores * 1e6 / TARGET_RATE:.0f} µs in all")
 
 
 def _client_cpu(run: Callable[[], float]) -> tuple[float, float]:
