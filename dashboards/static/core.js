@@ -287,6 +287,19 @@ export const zeroScale = (extra) => ({ range: (u, min, max) => [0, max > 0 ? max
 export const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
 
 /** Draw a uPlot chart into #id across its container's width; `points` is what the chart shows. */
+/** uPlot's ``points.filter`` for a line: the indices of the values with no value on either side, which a
+ * line cannot draw (a latency chart whose range holds one busy bucket drew nothing at all). */
+function isolated(u, seriesIdx, show) {
+  if (show) return null;  // uPlot draws every point anyway
+  const ys = u.data[seriesIdx];
+  const alone = [];
+  for (let i = 0; i < ys.length; i++) {
+    if (ys[i] !== null && ys[i] !== undefined && (ys[i - 1] === null || ys[i - 1] === undefined)
+        && (ys[i + 1] === null || ys[i + 1] === undefined)) alone.push(i);
+  }
+  return alone.length ? alone : null;
+}
+
 export function chart(id, opts, data, points) {
   const node = $(id);
   if (charts[id]) charts[id].destroy();
@@ -306,6 +319,7 @@ export function chart(id, opts, data, points) {
     const scale = s.scale || "y";
     opts.scales[scale] = opts.scales[scale] || zeroScale();
     if (s.dash) s.points = { show: false };
+    if (!s.paths) s.points = { filter: isolated, size: 7, fill: s.stroke, ...s.points };  // lines: a lone value shows as a dot
     s.value = s.value || legendValue;  // the legend shows a value under the cursor, not "--" elsewhere
   }
   const rgb = hexRgb(opts.series[1].stroke);

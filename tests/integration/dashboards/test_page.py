@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -200,6 +201,24 @@ async def test_every_tab_shows_the_api_numbers_in_chromium(live: Live, browser: 
         assert labels == [b["bucket"] for b in bars] and labels[0] == "0–10 ms" and labels[-1] == "≥ 10 s"
 
         await open_tab(browser, base, "usage", query)
+    assert not [m for m in browser.console if m.startswith("exception")], browser.console
+
+
+async def test_a_latency_held_by_one_bucket_is_drawn(live: Live, browser: Chromium, clickhouse: Client) -> None:
+    """A range whose traffic sits in one bucket of the latency-over-time chart (the first minutes after
+    ``meterline demo``) shows it: a line joins two values, so a value with none beside it gets a dot."""
+    base, reqs, _usage, now = live
+    lone = now - timedelta(days=60)  # before the sample's 40 days: the range holds these two requests alone
+    model = sample.traffic(reqs, AGENT)[0]
+    two = [replace(model, request_id=f"lone-{i}", event_time=lone + timedelta(seconds=i), response_ms=ms)
+           for i, ms in enumerate((10.0, 400.0))]
+    sample.insert_requests(clickhouse, two, stored_at=now)
+    start, end = lone - timedelta(hours=2), lone + timedelta(minutes=1)
+    iso = {k: t.isoformat(timespec="milliseconds").replace("+00:00", "Z") for k, t in (("from", start), ("to", end))}
+    dom = await open_tab(browser, base, "speed", f"&range=custom&from={iso['from']}&to={iso['to']}")
+    hourly = dom.by_id["chart-hourly"]
+    assert [p["requests"] for p in json.loads(hourly["data-points"]) if p["requests"]] == [2], hourly["data-points"]
+    assert int(hourly["data-series-pixels"]) > 0, hourly  # the p95's dot, in its colour
     assert not [m for m in browser.console if m.startswith("exception")], browser.console
 
 
