@@ -431,12 +431,7 @@ def pg_connection(client: Any, rows: int, keep: Path | None, lock: Path | None) 
 
 def pg_run(pg: Any, case: Case, agent: str) -> object:
     params = case.params(agent)
-    with pg.cursor() as cur:
-        results = []
-        for sql in pg_sql(case):
-            cur.execute(sql, params)
-            results.append(cur.fetchall())
-        return results
+    return [_pg_fetch(pg, sql, params) for sql in pg_sql(case)]
 
 
 def main() -> None:
